@@ -1,0 +1,83 @@
+"""serobust: adversarial-robustness studies of Squeeze-and-Excitation networks.
+
+The public API (everything a notebook needs)::
+
+    import serobust as sr
+    data = sr.load_dataset("mnist5k")
+    base, se = sr.build_pair("cnn", num_classes=10, in_channels=1, seed=0, mean=data.mean, std=data.std)
+    base, hist = sr.train(base, data, sr.TrainConfig(epochs=6))
+    frame = sr.evaluate(base, data.test, ["fgsm", "pgd"], eps=[0, 0.05, 0.1, 0.2, 0.3])
+
+Names resolve lazily (PEP 562), so ``import serobust`` stays cheap and each module loads on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS: dict[str, str] = {
+    # models
+    "ARCHITECTURES": "models",
+    "build_model": "models",
+    "build_pair": "models",
+    "register_model": "models",
+    "SqueezeExcite": "models",
+    # data
+    "DATASETS": "data",
+    "DatasetBundle": "data",
+    "load_dataset": "data",
+    # training
+    "TrainConfig": "trainer",
+    "train": "trainer",
+    # attacks
+    "ATTACKS": "attacks",
+    "AttackSpec": "attacks",
+    "attack": "attacks",
+    "evaluate": "attacks",
+    "evaluate_transfer": "attacks",
+    "masking_diagnostics": "diagnostics",
+    # excitation analysis
+    "ExcitationProbe": "probe",
+    "register_se_adapter": "probe",
+    "excitation_shift": "metrics",
+    "shift_analysis": "metrics",
+    "interventions": "metrics",
+    # study
+    "StudyConfig": "config",
+    "load_study_config": "config",
+    "run_study": "pipeline",
+    # utilities
+    "parse_eps": "eps",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'serobust' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
+    from .attacks import ATTACKS, AttackSpec, attack, evaluate, evaluate_transfer  # noqa: F401
+    from .config import StudyConfig, load_study_config  # noqa: F401
+    from .data import DATASETS, DatasetBundle, load_dataset  # noqa: F401
+    from .diagnostics import masking_diagnostics  # noqa: F401
+    from .eps import parse_eps  # noqa: F401
+    from .metrics import excitation_shift, interventions, shift_analysis  # noqa: F401
+    from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
+    from .pipeline import run_study  # noqa: F401
+    from .probe import ExcitationProbe, register_se_adapter  # noqa: F401
+    from .trainer import TrainConfig, train  # noqa: F401
