@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     # data
     "DATASETS": "data",
     "DatasetBundle": "data",
+    "ImageTensorDataset": "data",
     "load_dataset": "data",
     # training
     "TrainConfig": "trainer",
@@ -40,12 +41,15 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "attacks",
     "evaluate_transfer": "attacks",
     "masking_diagnostics": "diagnostics",
+    "generate": "attacks",
     # excitation analysis
     "ExcitationProbe": "probe",
-    "register_se_adapter": "probe",
+    "register_se_adapter": "se_adapters",
     "excitation_shift": "metrics",
     "shift_analysis": "metrics",
-    "interventions": "metrics",
+    "interventions": "mechanism",
+    "adaptive_attacks": "mechanism",
+    "class_profiles": "mechanism",
     # study
     "StudyConfig": "config",
     "load_study_config": "config",
@@ -76,8 +80,10 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .data import DATASETS, DatasetBundle, load_dataset  # noqa: F401
     from .diagnostics import masking_diagnostics  # noqa: F401
     from .eps import parse_eps  # noqa: F401
-    from .metrics import excitation_shift, interventions, shift_analysis  # noqa: F401
+    from .mechanism import adaptive_attacks, class_profiles, interventions  # noqa: F401
+    from .metrics import excitation_shift, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
     from .pipeline import run_study  # noqa: F401
-    from .probe import ExcitationProbe, register_se_adapter  # noqa: F401
+    from .probe import ExcitationProbe  # noqa: F401
+    from .se_adapters import register_se_adapter  # noqa: F401
     from .trainer import TrainConfig, train  # noqa: F401
