@@ -83,11 +83,14 @@ class TrainConfig:
             raise bad("warmup_frac", "a number in [0, 1)")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing", "a number in [0, 1)")
+        if isinstance(self.adversarial, str) and self.adversarial.lower() in ("none", ""):
+            object.__setattr__(self, "adversarial", None)  # TOML has no null
         if self.adversarial not in ADVERSARIAL:
             raise bad("adversarial", "none, 'pgd' or 'fgsm_rs'")
-        parse_eps(self.adv_eps, name="TrainConfig.adv_eps")
+        # store budgets as floats so "8/255" and 0.0313... hash and compare equal
+        object.__setattr__(self, "adv_eps", parse_eps(self.adv_eps, name="TrainConfig.adv_eps"))
         if self.adv_alpha is not None:
-            parse_eps(self.adv_alpha, name="TrainConfig.adv_alpha")
+            object.__setattr__(self, "adv_alpha", parse_eps(self.adv_alpha, name="TrainConfig.adv_alpha"))
         if not isinstance(self.adv_steps, int) or self.adv_steps < 1:
             raise bad("adv_steps", "an integer >= 1")
         if not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1:
