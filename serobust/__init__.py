@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "DatasetBundle": "data",
     "ImageTensorDataset": "data",
     "load_dataset": "data",
+    "BatchAugment": "data",
+    "DatasetNotFoundError": "data",
+    "DatasetFormatError": "data",
     # training
     "TrainConfig": "trainer",
     "train": "trainer",
@@ -50,12 +53,22 @@ _EXPORTS: dict[str, str] = {
     "interventions": "mechanism",
     "adaptive_attacks": "mechanism",
     "class_profiles": "mechanism",
+    "profile_shift": "mechanism",
+    "gate_override": "mechanism",
+    # statistics
+    "bootstrap_ci": "stats",
+    "paired_difference": "stats",
+    "mcnemar": "stats",
+    "robust_accuracy_table": "stats",
+    "pooled_mcnemar": "stats",
+    "verdict": "stats",
     # study
     "StudyConfig": "config",
     "load_study_config": "config",
     "run_study": "pipeline",
     # utilities
     "parse_eps": "eps",
+    "CheckpointError": "io",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -77,10 +90,19 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .attacks import ATTACKS, AttackSpec, attack, evaluate, evaluate_transfer  # noqa: F401
     from .config import StudyConfig, load_study_config  # noqa: F401
-    from .data import DATASETS, DatasetBundle, load_dataset  # noqa: F401
+    from .data import (  # noqa: F401
+        DATASETS, BatchAugment, DatasetBundle, DatasetFormatError, DatasetNotFoundError, ImageTensorDataset,
+        load_dataset,
+    )
+    from .io import CheckpointError  # noqa: F401
+    from .stats import (  # noqa: F401
+        bootstrap_ci, mcnemar, paired_difference, pooled_mcnemar, robust_accuracy_table, verdict,
+    )
     from .diagnostics import masking_diagnostics  # noqa: F401
     from .eps import parse_eps  # noqa: F401
-    from .mechanism import adaptive_attacks, class_profiles, interventions  # noqa: F401
+    from .mechanism import (  # noqa: F401
+        adaptive_attacks, class_profiles, gate_override, interventions, profile_shift,
+    )
     from .metrics import excitation_shift, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
     from .pipeline import run_study  # noqa: F401

@@ -587,13 +587,15 @@ def _ensure_files(
         logger.info("%s: %s missing in %s; downloading with torchvision", key, ", ".join(missing), folder)
         try:
             _torchvision_download(key, root)
-        except Exception as e:  # offline: URLError, OSError, RuntimeError... all mean "could not download"
-            reason = f"the download failed ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
-        else:
-            found, missing = find()
-            if not missing:
-                return found
             reason = "the download did not produce them"
+        except Exception as e:  # offline: URLError, OSError, RuntimeError... all mean "could not download"
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            reason = f"the download failed ({type(e).__name__}: {first_line})"
+        # torchvision may fetch the files and still raise afterwards (its md5 check of a copy the user
+        # already had), so look again either way
+        found, missing = find()
+        if not missing:
+            return found
     wanted = ", ".join(" or ".join(a) for a in expected)
     raise DatasetNotFoundError(
         f"dataset {key!r} not found in {folder}: expected the files {wanted}; missing {', '.join(missing)} "

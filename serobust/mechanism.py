@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
@@ -100,6 +101,9 @@ def _check_xy(x: torch.Tensor, y: torch.Tensor | None, x_adv: torch.Tensor | Non
                              f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
         if y.is_floating_point() or y.dtype == torch.bool:
             raise ValueError(f"y must hold integer class labels, got dtype {y.dtype}; pass y.long()")
+    if x.numel() and (bool(x.min() < 0) or bool(x.max() > 1)):  # one check per call, before any loop
+        warnings.warn("x has values outside [0, 1]; serobust models normalize inside and attacks clip to "
+                      "[0, 1], so pass raw [0, 1] images, not normalized ones", stacklevel=3)
     if x_adv is not None and (not isinstance(x_adv, torch.Tensor) or x_adv.shape != x.shape):
         raise ValueError(f"x_adv must have the same shape as x {tuple(x.shape)}, got "
                          f"{tuple(x_adv.shape) if isinstance(x_adv, torch.Tensor) else type(x_adv).__name__}"
@@ -634,6 +638,9 @@ def adaptive_attacks(
     _check_batch_size(batch_size)
     _check_attack_args(steps, alpha, weight)
     eps_list = parse_eps_list(eps)
+    if len(set(eps_list)) < len(eps_list):
+        warnings.warn(f"eps has repeated budgets {eps_list}; each is attacked once", stacklevel=2)
+        eps_list = list(dict.fromkeys(eps_list))
     device = _device_of(model)
     n = len(x)
     correct = {(e, k): torch.zeros((), dtype=torch.long, device=device) for e in range(len(eps_list))
@@ -773,8 +780,9 @@ def _profiles_from_frame(profiles: pd.DataFrame, blocks: Sequence[SEBlock], num_
         k = max(num_classes, int(part["class"].max()) + 1)
         c = int(part["channel"].max()) + 1
         table = torch.full((k, c), float("nan"))
-        table[torch.as_tensor(part["class"].to_numpy()), torch.as_tensor(part["channel"].to_numpy())] = (
-            torch.as_tensor(part["s_mean"].to_numpy(), dtype=torch.float32))
+        rows = torch.tensor(part["class"].to_numpy(copy=True), dtype=torch.long)
+        cols = torch.tensor(part["channel"].to_numpy(copy=True), dtype=torch.long)
+        table[rows, cols] = torch.tensor(part["s_mean"].to_numpy(copy=True), dtype=torch.float32)
         out[b.name] = table.to(device)
     return out
 

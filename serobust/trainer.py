@@ -337,7 +337,7 @@ def _save(path: Path, model: nn.Module, opt: torch.optim.Optimizer, cfg: TrainCo
             "model": state,
             "optimizer": opt.state_dict(),
             "history": history,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
         },
         path,
     )

@@ -237,7 +237,7 @@ def test_interventions_with_xadv_equal_x_give_clean_accuracy(se_model, test_xy):
     assert acc[("excitation_swap", "all")] == pytest.approx(clean)
     swaps = frame[frame.condition == "block_swap"]
     assert list(swaps.block) == _block_names(se_model)
-    assert (swaps.accuracy == pytest.approx(clean)).all()
+    assert swaps.accuracy.to_list() == pytest.approx([clean] * len(swaps))
     assert acc[("frozen_gate", "all")] == pytest.approx(acc[("clean_frozen_gate", "all")])
     assert (frame.n == len(x)).all()
 
@@ -386,9 +386,9 @@ def test_adaptive_attacks_frame(se_model, test_xy):
     assert len(frame) == 6 and set(frame.attack) == {"pgd", "excitation_pgd", "frozen_gate_pgd"}
     with torch.no_grad():
         clean = _acc(se_model(x), y)
-    assert (frame.clean_acc == pytest.approx(clean)).all()
+    assert frame.clean_acc.to_list() == pytest.approx([clean] * len(frame))
     zero = frame[frame.eps == 0]
-    assert (zero.robust_acc == pytest.approx(clean)).all() and (zero.max_linf == 0).all()
+    assert zero.robust_acc.to_list() == pytest.approx([clean] * 3) and (zero.max_linf == 0).all()
     attacked = frame[frame.eps == EPS].set_index("attack")
     assert (attacked.robust_acc <= clean).all()
     assert (attacked.max_linf <= EPS + 1e-6).all()
@@ -495,3 +495,13 @@ def test_baseline_raises_no_se_module_error(call, trained_digits_pair, test_xy):
     x, y = test_xy
     with pytest.raises(NoSEModuleError, match="SE twin"):
         call(trained_digits_pair[0], x[:8], y[:8])
+
+
+def test_misuse_warnings(se_model, test_xy):
+    x, y = test_xy
+    x, y = x[:16], y[:16]
+    with pytest.warns(UserWarning, match=r"outside \[0, 1\]"):
+        class_profiles(se_model, (x - 0.5) / 0.5, y)
+    with pytest.warns(UserWarning, match="repeated"):
+        frame = adaptive_attacks(se_model, x, y, [EPS, EPS], steps=1)
+    assert len(frame) == 3
