@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print(f"report: {results['report']}")
     for twin, v in results["verdict"].items():
-        print(f"verdict ({twin}): {v['overall']}: {v['summary']}")
+        print(f"verdict ({twin}): {v['outcome']}: {v['summary']}")
     print(f"time: {results['meta']['time_s']} s")
     return 0
 

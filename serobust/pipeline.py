@@ -288,27 +288,30 @@ def run_study(
 
     step("statistics and report")
     tables = {k: pd.concat(v, ignore_index=True) for k, v in frames.items() if v}
-    robust_in = tables["robust"][tables["robust"]["attack"] != "worst_case"] if "robust" in tables else None
-    robust_in = tables["robust"]
+    if "shift" in tables:  # the verdict reads kind = adversarial / sign_noise / gaussian
+        sh = tables["shift"]
+        sh["kind"] = np.where(sh["kind"] == "adversarial", "adversarial", sh["perturbation"])
     st = cfg.stats
-    tables["robust_stats"] = robust_accuracy_table(robust_in[["seed", "model", "attack", "eps", "robust_acc"]],
-                                                   confidence=st.confidence, n_resamples=st.n_resamples)
+    per_seed = tables["robust"][["seed", "model", "attack", "eps", "robust_acc"]]
+    tables["robust_stats"] = robust_accuracy_table(per_seed, confidence=st.confidence, n_resamples=st.n_resamples)
     if "per_example" in tables:
-        tables["mcnemar"] = pooled_mcnemar(tables["per_example"])
+        tables["mcnemar"] = pooled_mcnemar(tables["per_example"], confidence=st.confidence)
     verdicts = {}
     for twin in twins:
-        rt = tables["robust_stats"]
-        rt = rt[rt["model"] == twin] if "model" in rt.columns else rt
-        shift = tables.get("shift")
-        shift = shift[shift["model"] == twin] if shift is not None else None
         diag = tables.get("diagnostics")
-        diag = diag[diag["model"].isin(["baseline", twin])] if diag is not None else None
-        verdicts[twin] = verdict(rt, shift, diag, main_attack=cfg.attacks.main, alpha=st.alpha,
-                                 min_effect=st.min_effect)
+        if diag is not None:  # one row per (model, check): a check passes only if it passed for every seed
+            diag = diag[diag["model"].isin(["baseline", twin])].groupby(["model", "check"], as_index=False)["passed"].all()
+        verdicts[twin] = verdict(
+            per_seed[per_seed["model"].isin(["baseline", twin])],
+            tables["shift"][tables["shift"]["model"] == twin] if "shift" in tables else None,
+            diag, se_model=twin, attack=main_attack.label, alpha=1 - st.confidence, min_effect=st.min_effect,
+            n_resamples=st.n_resamples)
     if "shift" in tables:
-        tables["shift_stats"] = mean_ci_by(tables["shift"], by=["model", "kind", "eps", "block"],
-                                           value=["damping_ratio", "z_over_u", "s_rel_change"],
-                                           confidence=st.confidence)
+        tables["shift_stats"] = pd.concat(
+            [_tag(mean_ci_by(tables["shift"], by=["model", "kind", "eps"], value=q, unit="seed",
+                             confidence=st.confidence, n_resamples=st.n_resamples), quantity=q)
+             for q in ("damping_ratio", "z_over_u", "s_rel_change", "z_rel_change", "u_rel_change")],
+            ignore_index=True)
     elapsed = time.perf_counter() - t_start
     meta = {
         "study": cfg.study.name,
@@ -368,5 +371,3 @@ def _examples(cfg, models, x, y, main_attack, generate, dev) -> dict[str, Any]:
         out["models"][name] = {"x_adv": x_adv.cpu().numpy(), "pred_clean": p_clean, "pred_adv": p_adv}
     return out
 
-
-_ = np  # numpy is used by callers through the examples dict
