@@ -107,7 +107,7 @@ class AttacksSection:
         for key in ("eps", "black_box_eps"):
             vals = getattr(self, key)
             try:
-                object.__setattr__(self, key, tuple(parse_eps(v, name=f"attacks.{key}") for v in vals))
+                object.__setattr__(self, key, tuple(parse_eps(v, name=f"attacks.{key}[{i}]") for i, v in enumerate(vals)))
             except ValueError as e:
                 raise ConfigError(str(e)) from None
         if not self.eps:
@@ -135,7 +135,7 @@ class DiagnosticsSection:
 
     def __post_init__(self) -> None:
         try:
-            object.__setattr__(self, "eps", tuple(parse_eps(v, name="diagnostics.eps") for v in self.eps))
+            object.__setattr__(self, "eps", tuple(parse_eps(v, name=f"diagnostics.eps[{i}]") for i, v in enumerate(self.eps)))
             parse_eps(self.large_eps, name="diagnostics.large_eps")
         except ValueError as e:
             raise ConfigError(str(e)) from None
@@ -154,7 +154,7 @@ class ProbeSection:
 
     def __post_init__(self) -> None:
         try:
-            object.__setattr__(self, "eps", tuple(parse_eps(v, name="probe.eps") for v in self.eps))
+            object.__setattr__(self, "eps", tuple(parse_eps(v, name=f"probe.eps[{i}]") for i, v in enumerate(self.eps)))
         except ValueError as e:
             raise ConfigError(str(e)) from None
         allowed = {"sign_noise", "gaussian"}
