@@ -50,6 +50,8 @@ _EXPORTS: dict[str, str] = {
     "register_se_adapter": "se_adapters",
     "excitation_shift": "metrics",
     "shift_analysis": "metrics",
+    "feature_sensitivity": "metrics",
+    "matched_layers": "metrics",
     "interventions": "mechanism",
     "adaptive_attacks": "mechanism",
     "class_profiles": "mechanism",
@@ -103,7 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .mechanism import (  # noqa: F401
         adaptive_attacks, class_profiles, gate_override, interventions, profile_shift,
     )
-    from .metrics import excitation_shift, shift_analysis  # noqa: F401
+    from .metrics import excitation_shift, feature_sensitivity, matched_layers, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
     from .pipeline import run_study  # noqa: F401
     from .probe import ExcitationProbe  # noqa: F401

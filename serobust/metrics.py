@@ -33,6 +33,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ from torch import nn
 from .eps import parse_eps_list
 from .probe import ExcitationProbe
 from .se_adapters import NoSEModuleError, find_se_modules
+
+if TYPE_CHECKING:
+    from .attacks import AttackSpec
 
 __all__ = [
     "excitation_shift",
@@ -424,7 +428,7 @@ def excitation_shift(
         x: clean inputs (N, C, H, W), on any device (moved batch by batch).
         x_adv: perturbed inputs, same shape.
         per_channel: one row per (block, channel) instead: mean ``s_clean``/``s_adv``, ``s_change``,
-            ``s_abs_change``, ``s_rel_change`` (mean |ds| / s), ``z_clean``/``z_adv``/``z_abs_change``,
+            ``s_abs_change``, ``s_rel_change`` (mean |ds| / s; inf where a hard sigmoid gives s = 0), ``z_clean``/``z_adv``/``z_abs_change``,
             ``z_rel_change``/``u_rel_change``/``g_rel_change`` (ratios of means over samples, since one
             sample's channel can be all zero), ``damping_ratio``, ``z_over_u``, saturation and
             crossing shares, ``topk_clean``/``topk_adv`` (share of samples where the channel is in
@@ -535,7 +539,7 @@ def shift_analysis(
     y: torch.Tensor,
     eps: float | str | Sequence[float | str],
     *,
-    attack: str | Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor] = "pgd",
+    attack: str | AttackSpec | Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor] = "pgd",
     controls: Sequence[str] = _CONTROLS,
     seed: int = 0,
     batch_size: int = 256,
@@ -557,8 +561,10 @@ def shift_analysis(
         x: clean inputs (N, C, H, W) in [0, 1].
         y: labels (N,).
         eps: one budget or several, in [0, 1] pixel units (floats or strings like ``"8/255"``).
-        attack: an attack name for :func:`serobust.attacks.generate`, or a callable
-            ``attack(model, x, y, eps) -> x_adv``.
+        attack: an attack name or :class:`~serobust.attacks.AttackSpec` for
+            :func:`serobust.attacks.generate` (run with ``seed`` and ``batch_size``), or a callable
+            ``attack(model, x, y, eps) -> x_adv``. The ``"sign_noise"`` control reads eps as an Linf
+            budget; for L2 attacks the ``"gaussian"`` control is the matched one.
         controls: which controls to run, among ``"sign_noise"`` and ``"gaussian"``.
         seed: seeds the attack and the control noise.
         batch_size: batch size of the attack and of the paired forward passes.
@@ -582,10 +588,10 @@ def shift_analysis(
         raise TypeError("y must be a tensor of labels, shape (N,)")
     _check_pair(x, x, y, batch_size)
     find_se_modules(model)  # fail before the (slow) attack when probing a baseline
-    if isinstance(attack, str):
-        from .attacks import generate
+    from .attacks import AttackSpec, generate
 
-        attack_name = attack
+    if isinstance(attack, str | AttackSpec):
+        attack_name = attack if isinstance(attack, str) else attack.label
 
         def run_attack(e: float) -> torch.Tensor:
             return generate(model, x, y, attack, e, seed=seed, batch_size=batch_size)
@@ -595,7 +601,8 @@ def shift_analysis(
         def run_attack(e: float) -> torch.Tensor:
             return attack(model, x, y, e)
     else:
-        raise TypeError(f"attack must be an attack name or a callable (model, x, y, eps) -> x_adv, got {attack!r}")
+        raise TypeError("attack must be an attack name, an AttackSpec or a callable (model, x, y, eps) -> x_adv; "
+                        f"got {attack!r}")
 
     y_np = y.detach().cpu().numpy()
     frames = []

@@ -97,7 +97,10 @@ class ExcitationProbe:
     With ``streaming=True`` nothing per sample is kept: each batch is reduced to its count, mean and
     sum of squared deviations, merged into running aggregates with Chan et al.'s parallel form of
     Welford's algorithm (float64 accumulators), so memory is constant in the number of samples; read
-    them with :meth:`aggregates`.
+    them with :meth:`aggregates`. To keep the hooks cheap (the probe costs about two passes over each
+    gated map), the streaming hook takes the per-channel norms ``||u_c||`` in one pass and derives
+    ``|g| = sqrt(sum_c s_c^2 ||u_c||^2)``, which is ``||s * u||`` by the SE contract that every
+    adapter states; the per-sample mode measures ``|g|`` on the module's actual output.
 
     Args:
         model: a model with SE modules (a baseline without any raises :class:`NoSEModuleError`).
@@ -238,8 +241,13 @@ class ExcitationProbe:
                                    f"sample but the input has {z.shape[1]} channels; the adapter's gate "
                                    "must output one value per channel")
             s = s.float()
-            u_norm = torch.linalg.vector_norm(u, dim=tuple(range(1, u.ndim)), dtype=torch.float32)  # (B,)
-            g_norm = torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim)), dtype=torch.float32)  # (B,)
+            if self.streaming:  # fused: one pass over u gives both norms, none over g (g = s * u)
+                sq = torch.linalg.vector_norm(u, dim=spatial, dtype=torch.float32).square()  # (B, C)
+                u_norm = sq.sum(dim=1).sqrt()  # (B,)
+                g_norm = (sq * s.square()).sum(dim=1).sqrt()  # (B,)
+            else:  # measured on the module's actual output
+                u_norm = torch.linalg.vector_norm(u, dim=tuple(range(1, u.ndim)), dtype=torch.float32)  # (B,)
+                g_norm = torch.linalg.vector_norm(g, dim=tuple(range(1, g.ndim)), dtype=torch.float32)  # (B,)
             if state.channels != z.shape[1]:
                 state.channels = int(z.shape[1])
             if self.streaming:
