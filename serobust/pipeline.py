@@ -325,6 +325,7 @@ def run_study(
                               f" ({torch.get_num_threads()} threads)"),
         "seeds": seeds,
         "members": members,
+        "main_attack": main_attack.label,
         "dataset": {"name": data.name, "train": len(train_data.train), "test": len(data.test), "eval": len(y_eval),
                     "num_classes": data.num_classes, "image_size": list(data.image_size)},
         "time_s": round(elapsed, 1),

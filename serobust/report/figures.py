@@ -58,8 +58,9 @@ def paired_differences(robust: pd.DataFrame, path: Path, *, attack: str) -> Path
                                     "diff": wide[t] - wide["baseline"]}) for t in twins], ignore_index=True)
     fig, ax = plt.subplots(figsize=(7, 3.8))
     long["eps_label"] = long["eps"].map(lambda e: f"{e:.3g}")
-    sns.stripplot(data=long, x="eps_label", y="diff", hue="twin", dodge=True, alpha=0.7, ax=ax, legend=False)
-    sns.pointplot(data=long, x="eps_label", y="diff", hue="twin", dodge=0.4, errorbar=("ci", 95), seed=0,
+    many = len(twins) > 1
+    sns.stripplot(data=long, x="eps_label", y="diff", hue="twin", dodge=many, alpha=0.7, ax=ax, legend=False)
+    sns.pointplot(data=long, x="eps_label", y="diff", hue="twin", dodge=0.4 if many else False, errorbar=("ci", 95), seed=0,
                   linestyles="none", markers="D", ax=ax)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("eps")

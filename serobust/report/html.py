@@ -35,7 +35,7 @@ def write_report(out: Path, results: dict[str, Any], tables: dict[str, pd.DataFr
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     conf = results["config"]["stats"]["confidence"]
-    main = results["config"]["attacks"]["main"]
+    main = results["meta"]["main_attack"]
     figs: list[dict[str, str]] = []
 
     def add(name: str, title: str, caption: str, draw) -> None:

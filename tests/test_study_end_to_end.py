@@ -1,0 +1,138 @@
+"""A tiny study end to end (digits, 2 seeds, few steps): files, verdict fields, caching and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serobust.config import study_config_from_dict
+from serobust.pipeline import run_study
+
+TINY = {
+    "study": {"name": "tiny", "seeds": [0, 1], "device": "cpu"},
+    "data": {"name": "digits", "eval_size": 80},
+    "model": {"arch": "cnn", "reductions": [4]},
+    "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
+    "attacks": {"eps": [0.0, 0.1, 0.2], "white_box": [{"name": "fgsm"}, {"name": "pgd", "steps": 3}],
+                "black_box": [{"name": "square", "n_queries": 10}], "black_box_eps": [0.2], "black_box_size": 30},
+    "diagnostics": {"size": 30, "eps": [0.1, 0.2], "steps": [2, 4], "restarts": [1, 2], "square_queries": 10,
+                    "large_eps": 0.6},
+    "probe": {"size": 40, "eps": [0.1, 0.2]},
+    "mechanism": {"size": 40, "eps": 0.2, "steps": 3},
+    "stats": {"n_resamples": 1000},
+    "report": {"examples": 4},
+}
+OUTCOMES = {"supported", "not supported", "inconclusive"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    cfg = study_config_from_dict(TINY)
+    results = run_study(cfg, out_dir=out, progress=False)
+    return cfg, out, results
+
+
+def test_report_files_appear(study):
+    _, out, results = study
+    assert (out / "index.html").is_file() and (out / "results.json").is_file()
+    for name in ("robust_accuracy", "paired_differences", "excitation_shift", "damping", "channel_heatmap",
+                 "interventions", "examples"):
+        png = out / "figures" / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    for name in ("robust", "per_example", "robust_stats", "mcnemar", "diagnostics", "shift", "interventions",
+                 "adaptive", "transfer"):
+        assert (out / "tables" / f"{name}.csv").is_file(), name
+    assert not list(out.rglob("*.tmp"))
+    html = (out / "index.html").read_text()
+    for img in Path(out).glob("figures/*.png"):
+        assert f'src="figures/{img.name}"' in html
+
+
+def test_results_json_holds_the_verdict(study):
+    cfg, out, _ = study
+    results = json.loads((out / "results.json").read_text())
+    v = results["verdict"]["se_r4"]
+    assert v["outcome"] in OUTCOMES and v["summary"]
+    ids = {c["id"] for c in v["criteria"]}
+    assert {"robustness", "global_state_stable", "gate_damps", "beyond_noise", "gradient_masking"} <= ids
+    assert all(c["outcome"] in OUTCOMES for c in v["criteria"])
+    assert results["meta"]["seeds"] == [0, 1] and results["meta"]["time_s"] > 0
+    assert results["config"]["study"]["name"] == "tiny"
+
+
+def test_robust_table_is_consistent(study):
+    _, out, _ = study
+    import pandas as pd
+
+    robust = pd.read_csv(out / "tables" / "robust.csv")
+    assert set(robust["model"]) == {"baseline", "se_r4"} and set(robust["seed"]) == {0, 1}
+    clean = robust[robust["eps"] == 0]
+    assert (clean["robust_acc"] == clean["clean_acc"]).all()
+    assert (robust["robust_acc"] <= robust["clean_acc"] + 1e-12).all()
+
+
+def test_second_run_reuses_models_and_stages(study):
+    cfg, out, _ = study
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".pt", ".csv") and "stages" in p.parts
+              or p.name == "last.pt"}
+    assert any(p.name == "last.pt" for p in stamps)
+    again = run_study(cfg, out_dir=out, progress=False)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert again["verdict"]["se_r4"]["outcome"] == json.loads((out / "results.json").read_text())["verdict"]["se_r4"]["outcome"]
+
+
+def test_interrupted_study_resumes_where_it_stopped(study, tmp_path, monkeypatch):
+    cfg, out, _ = study
+    work = tmp_path / "copy"
+    shutil.copytree(out, work)
+    for manifest in (work / "stages").glob("mechanism-*.json"):
+        manifest.unlink()  # as if killed before the mechanism stage finished
+    kept = {p: p.stat().st_mtime_ns for p in (work / "stages").glob("eval-*")}
+    import serobust.mechanism
+
+    calls = []
+    real = serobust.mechanism.interventions
+    monkeypatch.setattr(serobust.mechanism, "interventions", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run_study(cfg, out_dir=work, progress=False)
+    assert len(calls) == 2  # one SE twin x two seeds recomputed, nothing else
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[study]\nname = "x"\n[attacks]\neps = [0.1, 2.0]\n')
+    proc = subprocess.run([sys.executable, "-m", "serobust.cli", "run", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "attacks.eps[1] must be <= 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="chromium is not installed")
+def test_report_renders_in_headless_chromium_and_every_image_loads(study, tmp_path):
+    _, out, _ = study
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    probe = out / "_probe.html"
+    html = (out / "index.html").read_text()
+    script = """<script>
+    window.addEventListener('load', () => {
+      const imgs = [...document.images];
+      const bad = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
+      document.title = 'IMAGES ' + imgs.length + ' BROKEN ' + bad.length;
+    });</script>"""
+    probe.write_text(html.replace("</body>", script + "</body>"))
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
+         "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    probe.unlink()
+    n_figs = len(list((out / "figures").glob("*.png")))
+    assert f"<title>IMAGES {n_figs} BROKEN 0</title>" in proc.stdout, proc.stdout[:500] + proc.stderr[-2000:]
+    assert "Verdict" in proc.stdout
