@@ -17,7 +17,7 @@ TINY = {
     "study": {"name": "tiny", "seeds": [0, 1], "device": "cpu"},
     "data": {"name": "digits", "eval_size": 80},
     "model": {"arch": "cnn", "reductions": [4]},
-    "train": {"epochs": 2, "batch_size": 128, "lr": 0.05},
+    "train": {"epochs": 4, "batch_size": 64, "lr": 0.05},
     "attacks": {"eps": [0.0, 0.1, 0.2], "white_box": [{"name": "fgsm"}, {"name": "pgd", "steps": 3}],
                 "black_box": [{"name": "square", "n_queries": 10}], "black_box_eps": [0.2], "black_box_size": 30},
     "diagnostics": {"size": 30, "eps": [0.1, 0.2], "steps": [2, 4], "restarts": [1, 2], "square_queries": 10,

@@ -1,0 +1,282 @@
+"""Gradient-masking diagnostics: does a robustness number mean robustness, or a broken attack?
+
+A model whose gradients are useless (saturated gates, quantized inputs, huge logits) looks robust to
+gradient attacks without being robust. :func:`masking_diagnostics` runs the standard checks of
+Athalye, Carlini & Wagner (2018, "Obfuscated gradients") and Carlini et al. (2019, "On evaluating
+adversarial robustness", section 5) on one model and says which pass. A check that fails warns and is
+reported with ``passed=False``; it never raises, so a notebook always gets the whole table.
+
+The checks (one row each):
+
+``input_gradients_nonzero``
+    the fraction of examples whose input gradient of the CE loss is exactly zero at clean x is
+    <= ``tolerance`` (AutoAttack's zero-gradient check).
+``accuracy_decreases_with_eps``
+    PGD robust accuracy does not rise from one eps to the next, clean accuracy (eps=0) included.
+``large_eps_accuracy_near_zero``
+    at a large eps (default ``min(max(2 * max eps, 0.5), 1)``; at Linf 0.5 every image can reach the
+    uniform gray image, so any class can be forced), PGD accuracy is <= ``large_eps_threshold``
+    (default 0.02: an unbounded attack must reach ~100% success, Carlini et al. 2019).
+``more_steps_do_not_help_model``
+    PGD with the most steps is not weaker than with the fewest at any eps; ``values`` holds the
+    accuracy-vs-steps table for judging convergence, and ``detail`` says when the last step count
+    still lowered accuracy by more than ``tolerance`` (not converged).
+``more_restarts_do_not_help_model``
+    PGD (fewest steps) with the most random restarts is not weaker than with one.
+``iterative_beats_single_step``
+    PGD (most steps) is not weaker than FGSM at any eps.
+``blackbox_not_stronger``
+    the fraction of examples Square fools but no PGD run fools is <= ``tolerance`` at each eps.
+``noise_not_stronger``
+    the same for uniform random sign noise at the same eps (best of ``noise_samples`` draws).
+``transfer_not_stronger``
+    (only with ``transfer_from``) the same for PGD examples crafted on ``transfer_from``.
+
+"Weaker" in the four comparisons of two runs (A supposed to be at least as strong as B) is judged per
+example, because random starts alone flip a few borderline examples either way: with b examples robust
+to A only and c robust to B only, A is weaker when its accuracy is higher by more than ``tolerance``
+((b - c) / n > tolerance) AND the excess is significant in a one-sided paired sign test
+((b - c) / sqrt(b + c) > 1.96). ``values`` carries both numbers (``diff``, ``z``).
+
+"No PGD run fools" means robust under every PGD configuration run here (all step counts and
+restarts), i.e. the white-box worst case. ``tolerance`` (default 0.01) is an absolute fraction of the
+examples.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from .attacks import attack, evaluate, evaluate_transfer
+from .eps import parse_eps, parse_eps_list
+
+__all__ = ["masking_diagnostics", "DIAGNOSTIC_COLUMNS"]
+
+logger = logging.getLogger(__name__)
+
+DIAGNOSTIC_COLUMNS = ["check", "passed", "detail", "values"]
+_Z = 1.96  # one-sided paired sign test at about 2.5%: random starts alone flip a few examples either way
+
+
+def _ints(value: Any, *, name: str) -> list[int]:
+    values = [value] if isinstance(value, int) else list(value)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+        raise ValueError(f"{name} must be one or more ints >= 1, got {value!r}")
+    return sorted(set(int(v) for v in values))
+
+
+def _fraction(value: Any, *, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 or math.isnan(value):
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _r(x: float) -> float:
+    return round(float(x), 6)
+
+
+def masking_diagnostics(
+    model: nn.Module,
+    data: Any,
+    eps: float | str | Iterable[float | str],
+    *,
+    attack_steps: int | Sequence[int] = (10, 50),
+    restarts: int | Sequence[int] = (1, 3),
+    large_eps: float | str | None = None,
+    transfer_from: nn.Module | None = None,
+    square_queries: int = 1000,
+    noise_samples: int = 10,
+    tolerance: float = 0.01,
+    large_eps_threshold: float = 0.02,
+    batch_size: int = 256,
+    device: Any = None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Run the gradient-masking checks on ``model`` (Linf threat model); one row per check.
+
+    Cost, per example and eps > 0: FGSM (1 gradient), PGD at each of ``attack_steps`` (1 restart),
+    PGD at the fewest steps for each restart count > 1, Square (``square_queries`` forwards at most),
+    ``noise_samples`` forwards; plus one PGD run (most steps) at ``large_eps``, and with
+    ``transfer_from`` one PGD run (fewest steps) on each model. On CPU, a few hundred 8x8 digits with
+    ``attack_steps=(5, 20)``, ``square_queries=200`` take seconds.
+
+    Args:
+        model: classifier taking [0, 1] images, returning logits.
+        data: a Dataset, DataLoader or (x, y) pair, as in :func:`serobust.evaluate`.
+        eps: one or more Linf budgets in [0, 1] (``"8/255"`` accepted); eps = 0 is added as the clean
+            reference for the monotonicity check.
+        attack_steps: PGD step counts to compare (fewest vs most; the table keeps all).
+        restarts: PGD restart counts to compare (1 vs the most).
+        large_eps: the budget for the near-zero check; None -> ``min(max(2 * max eps, 0.5), 1)``.
+        transfer_from: optional source model (e.g. the pair's other member) for the transfer check.
+        square_queries: Square's query budget per example.
+        noise_samples: random sign-noise draws per example (an example counts as fooled if any draw fools it).
+        tolerance: allowed slack, as a fraction of the examples, in every comparison.
+        large_eps_threshold: the accuracy at ``large_eps`` must not exceed this.
+        batch_size, device, seed, progress: as in :func:`serobust.evaluate`.
+
+    Returns:
+        DataFrame with columns ``check``, ``passed`` (bool), ``detail`` (one sentence), ``values``
+        (dict of the numbers behind the verdict). ``frame.attrs["summary"]`` holds the evaluate()
+        summary the checks were computed from.
+
+    Raises:
+        ValueError: bad eps or settings (a failed check never raises; it warns).
+    """
+    eps_list = sorted(set(parse_eps_list(eps)))
+    eps_pos = [e for e in eps_list if e > 0]
+    if not eps_pos:
+        raise ValueError("masking_diagnostics needs at least one eps > 0")
+    steps = _ints(attack_steps, name="attack_steps")
+    rs = _ints(restarts, name="restarts")
+    tol = _fraction(tolerance, name="tolerance")
+    thr = _fraction(large_eps_threshold, name="large_eps_threshold")
+    if isinstance(square_queries, bool) or not isinstance(square_queries, int) or square_queries < 1:
+        raise ValueError(f"square_queries must be an int >= 1, got {square_queries!r}")
+    if isinstance(noise_samples, bool) or not isinstance(noise_samples, int) or noise_samples < 1:
+        raise ValueError(f"noise_samples must be an int >= 1, got {noise_samples!r}")
+    big = parse_eps(large_eps, name="large_eps") if large_eps is not None else min(max(2 * max(eps_pos), 0.5), 1.0)
+
+    pgd_steps = {s: attack("pgd", steps=s) for s in steps}
+    pgd_restarts = {r: attack("pgd", steps=steps[0], n_restarts=r) for r in rs if r > 1}
+    fgsm = attack("fgsm")
+    square = attack("square", n_queries=square_queries)
+    noise = attack("noise", n_samples=noise_samples)
+    specs = [fgsm, *pgd_steps.values(), *pgd_restarts.values(), square, noise]
+    common = dict(batch_size=batch_size, device=device, seed=seed, progress=progress)
+    summary, per_ex = evaluate(model, data, specs, [0.0, *eps_pos], per_example=True, **common)
+    big_summary = evaluate(model, data, pgd_steps[steps[-1]], big, **common)
+
+    acc = summary.set_index(["attack", "eps"])["robust_acc"]
+    robust = per_ex.set_index(["attack", "eps", "index"])["robust_correct"].sort_index()
+    clean = per_ex[(per_ex["attack"] == fgsm.label) & (per_ex["eps"] == 0.0)].set_index("index")["clean_correct"]
+    pgd_labels = [s.label for s in pgd_steps.values()] + [s.label for s in pgd_restarts.values()]
+    strongest = pgd_steps[steps[-1]].label
+    rows: list[dict[str, Any]] = []
+
+    def add(check: str, passed: bool, detail: str, values: dict[str, Any]) -> None:
+        rows.append({"check": check, "passed": bool(passed), "detail": detail, "values": values})
+
+    # zero gradients
+    zero = float(summary["zero_grad_frac"].iloc[0])
+    add("input_gradients_nonzero", zero <= tol,
+        f"{zero:.1%} of examples have an exactly zero input gradient at clean x (allowed {tol:.1%})"
+        + ("" if zero <= tol else ": gradient attacks cannot move them; the model masks gradients"),
+        {"zero_grad_frac": _r(zero), "grad_norm": _r(summary["grad_norm"].iloc[0]), "tolerance": tol})
+
+    def weaker(strong: tuple[str, float], weak: tuple[str, float]) -> dict[str, Any]:
+        """Is the supposedly stronger run weaker? Paired per example: b = robust to strong only, c = to weak only."""
+        rs, rw = robust.loc[strong], robust.loc[weak]
+        b, c = int((rs & ~rw).sum()), int((~rs & rw).sum())
+        diff = (b - c) / len(rs)  # = robust_acc(strong) - robust_acc(weak)
+        z = (b - c) / math.sqrt(b + c) if b + c else 0.0
+        return {"diff": _r(diff), "z": _r(z), "flag": diff > tol and z > _Z}
+
+    def verdict(pairs: dict[float, dict[str, Any]]) -> tuple[list[float], dict[str, Any]]:
+        bad = [e for e, p in pairs.items() if p["flag"]]
+        return bad, {"diff": [p["diff"] for p in pairs.values()], "z": [p["z"] for p in pairs.values()]}
+
+    # monotone in eps (clean included)
+    grid = [0.0, *eps_pos]
+    curve = [_r(acc[(strongest, e)]) for e in grid]
+    bad, stats = verdict({e1: weaker((strongest, e1), (strongest, e0)) for e0, e1 in zip(grid, eps_pos)})
+    add("accuracy_decreases_with_eps", not bad,
+        f"{strongest} accuracy is non-increasing in eps" if not bad else
+        f"{strongest} accuracy rises significantly with eps at eps {', '.join(f'{e:g}' for e in bad)}",
+        {"eps": grid, "robust_acc": curve, "rise": stats["diff"], "z": stats["z"], "tolerance": tol})
+
+    # near zero at a large eps
+    big_acc = float(big_summary.loc[big_summary["attack"] == strongest, "robust_acc"].iloc[0])
+    add("large_eps_accuracy_near_zero", big_acc <= thr,
+        f"{strongest} accuracy at eps={big:g} is {big_acc:.1%} (must be <= {thr:.1%})"
+        + ("" if big_acc <= thr else ": an unbounded attack should succeed almost always"),
+        {"eps": big, "robust_acc": _r(big_acc), "threshold": thr})
+
+    # more steps
+    table = {s: [_r(acc[(pgd_steps[s].label, e)]) for e in eps_pos] for s in steps}
+    most_s, fewest_s = pgd_steps[steps[-1]].label, pgd_steps[steps[0]].label
+    bad, stats = verdict({e: weaker((most_s, e), (fewest_s, e)) for e in eps_pos})
+    not_converged = len(steps) > 1 and any(
+        table[steps[-1]][j] < table[steps[-2]][j] - tol for j in range(len(eps_pos)))
+    detail = (f"PGD-{steps[-1]} is no weaker than PGD-{steps[0]} at every eps" if not bad else
+              f"PGD-{steps[-1]} is significantly weaker than PGD-{steps[0]} at eps {', '.join(f'{e:g}' for e in bad)}")
+    if len(steps) > 1:
+        detail += ("; accuracy still falls at the last step count (not converged: try more steps)"
+                   if not_converged else "; converged within tolerance")
+    add("more_steps_do_not_help_model", not bad, detail,
+        {"eps": eps_pos, "steps": steps, "robust_acc": table, "converged": not not_converged,
+         "diff": stats["diff"], "z": stats["z"], "tolerance": tol})
+
+    # more restarts
+    if pgd_restarts:
+        most = max(pgd_restarts)
+        many_l = pgd_restarts[most].label
+        one = [_r(acc[(fewest_s, e)]) for e in eps_pos]
+        many = [_r(acc[(many_l, e)]) for e in eps_pos]
+        bad, stats = verdict({e: weaker((many_l, e), (fewest_s, e)) for e in eps_pos})
+        add("more_restarts_do_not_help_model", not bad,
+            f"PGD-{steps[0]} with {most} restarts is no weaker than with 1" if not bad else
+            f"PGD-{steps[0]} with {most} restarts is significantly weaker than with 1 at eps "
+            f"{', '.join(f'{e:g}' for e in bad)}",
+            {"eps": eps_pos, "restarts": [1, most], "robust_acc": {1: one, most: many},
+             "diff": stats["diff"], "z": stats["z"], "tolerance": tol})
+
+    # iterative vs single step
+    f_acc = [_r(acc[(fgsm.label, e)]) for e in eps_pos]
+    p_acc = [_r(acc[(strongest, e)]) for e in eps_pos]
+    bad, stats = verdict({e: weaker((strongest, e), (fgsm.label, e)) for e in eps_pos})
+    add("iterative_beats_single_step", not bad,
+        f"{strongest} is at least as strong as FGSM at every eps" if not bad else
+        f"FGSM beats {strongest} at eps {', '.join(f'{e:g}' for e in bad)}: the iterative attack is stuck",
+        {"eps": eps_pos, "fgsm_acc": f_acc, "pgd_acc": p_acc, "diff": stats["diff"], "z": stats["z"],
+         "tolerance": tol})
+
+    # per example: examples another attack fools but no PGD run fools
+    def pgd_robust(e: float) -> pd.Series:
+        out = None
+        for lab in pgd_labels:
+            r = robust.loc[(lab, e)]
+            out = r if out is None else (out & r)
+        return out
+
+    def beyond_pgd(check: str, name: str, other: dict[float, pd.Series]) -> None:
+        fr = {}
+        for e in eps_pos:
+            other_fools = clean & ~other[e]
+            fr[e] = _r((other_fools & pgd_robust(e)).mean())
+        bad = [e for e, f in fr.items() if f > tol]
+        add(check, not bad,
+            f"{name} fools at most {max(fr.values()):.1%} of examples that PGD does not (allowed {tol:.1%})"
+            if not bad else
+            f"{name} fools examples PGD does not ({', '.join(f'{fr[e]:.1%} at eps {e:g}' for e in bad)}): "
+            "the gradient attack is masked",
+            {"eps": eps_pos, "fraction_beyond_pgd": [fr[e] for e in eps_pos], "tolerance": tol})
+
+    beyond_pgd("blackbox_not_stronger", f"Square ({square_queries} queries)",
+               {e: robust.loc[(square.label, e)] for e in eps_pos})
+    beyond_pgd("noise_not_stronger", f"random sign noise ({noise_samples} draws)",
+               {e: robust.loc[(noise.label, e)] for e in eps_pos})
+    if transfer_from is not None:
+        src = pgd_steps[steps[0]]
+        _, tr = evaluate_transfer(transfer_from, model, data, src, eps_pos, per_example=True, **common)
+        tr = tr.set_index(["eps", "index"])["transfer_robust_correct"].sort_index()
+        beyond_pgd("transfer_not_stronger", f"{src.label} transferred from the source model",
+                   {e: tr.loc[e] for e in eps_pos})
+
+    frame = pd.DataFrame(rows, columns=DIAGNOSTIC_COLUMNS)
+    for row in rows:
+        if not row["passed"]:
+            warnings.warn(f"masking diagnostic {row['check']!r} failed: {row['detail']}", stacklevel=2)
+    frame.attrs["summary"] = pd.concat([summary, big_summary], ignore_index=True)
+    n_fail = int((~frame["passed"]).sum())
+    logger.info("masking diagnostics: %d of %d checks passed", len(frame) - n_fail, len(frame))
+    return frame

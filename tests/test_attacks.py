@@ -1,0 +1,477 @@
+"""Tests of the attack harness against independent computations (plain PyTorch loops, recomputed accuracies)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import serobust.attacks as attacks_mod
+from serobust.attacks import (
+    ATTACKS,
+    PER_EXAMPLE_COLUMNS,
+    SUMMARY_COLUMNS,
+    AttackSpec,
+    attack,
+    evaluate,
+    evaluate_transfer,
+    generate,
+)
+
+# cheap settings of every registered attack (the invariants below run each on two models)
+CHEAP = {
+    "fgsm": attack("fgsm"),
+    "pgd": attack("pgd", steps=3),
+    "pgd_restarts": attack("pgd", steps=2, n_restarts=2),
+    "pgd_l2": attack("pgd_l2", steps=3),
+    "apgd_ce": attack("apgd_ce", steps=3),
+    "apgd_ce_l2": attack("apgd_ce", steps=3, norm="L2"),
+    "square": attack("square", n_queries=10),
+    "autoattack": attack("autoattack", apgd_steps=2, apgdt_steps=2, n_target_classes=3, fab_steps=2,
+                         square_queries=5),
+    "noise": attack("noise", n_samples=2),
+}
+EPS = {"Linf": 0.1, "L2": 0.5}
+
+
+def test_every_registered_attack_has_a_cheap_setting():
+    assert {spec.name for spec in CHEAP.values()} == set(ATTACKS)
+
+
+@pytest.fixture(scope="module")
+def digits_small(digits_xy):
+    _, (x, y) = digits_xy
+    return x[:96], y[:96]
+
+
+@pytest.fixture(scope="module")
+def base(trained_digits_pair):
+    return trained_digits_pair[0]
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    from torchvision.models import mobilenet_v3_small
+
+    torch.manual_seed(1)
+    model = mobilenet_v3_small(num_classes=10).eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(6, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (6,), generator=g)
+    return model, (x, y)
+
+
+@pytest.fixture(params=["cnn", "mobilenet_v3_small"])
+def model_and_data(request, base, digits_small, mobilenet):
+    if request.param == "cnn":
+        return base, digits_small
+    return mobilenet
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).double().mean().item()
+
+
+# --------------------------------------------------------------------------------------------------------
+# independent reference implementations
+# --------------------------------------------------------------------------------------------------------
+
+def _plain_pgd(model, x, y, eps, alpha, steps):
+    x_adv = x.clone()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        (g,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + alpha * g.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    return x_adv
+
+
+def test_pgd_without_random_start_equals_plain_pytorch(base, digits_small):
+    x, y = digits_small
+    eps, steps = 0.1, 5
+    ref = _plain_pgd(base, x, y, eps, alpha=2.5 * eps / steps, steps=steps)  # the documented default alpha
+    spec = attack("pgd", steps=steps, random_start=False)
+    out = generate(base, x, y, spec, eps, batch_size=len(x))
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    assert not torch.equal(out, x)
+    # and evaluate scored exactly those examples
+    _, examples = evaluate(base, (x, y), spec, eps, batch_size=len(x), return_examples=True)
+    torch.testing.assert_close(examples[(spec.label, eps)], ref, rtol=0, atol=1e-6)
+
+
+def test_pgd_explicit_alpha_equals_plain_pytorch(base, digits_small):
+    x, y = digits_small
+    ref = _plain_pgd(base, x, y, 0.08, alpha=0.01, steps=4)
+    out = generate(base, x, y, attack("pgd", steps=4, alpha=0.01, random_start=False), "0.08")
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+def test_fgsm_equals_plain_pytorch(base, digits_small):
+    x, y = digits_small
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(base(xr), y), xr)
+    ref = (x + 0.1 * g.sign()).clamp(0, 1)
+    out = generate(base, x, y, "fgsm", 0.1, batch_size=40)  # batches: per-batch mean loss, same sign
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------
+# invariants over every attack and two models
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", list(CHEAP))
+def test_invariants(key, model_and_data):
+    model, (x, y) = model_and_data
+    spec = CHEAP[key]
+    eps = EPS[spec.norm]
+    # mixed modes, a frozen parameter and existing .grad: all must come back untouched
+    model.train()
+    first_bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    first_bn.eval()
+    params = list(model.parameters())
+    params[0].requires_grad_(False)
+    for p in params[1:3]:
+        p.grad = torch.full_like(p, 7.0)
+    params[3].grad = None
+    grads = [None if p.grad is None else p.grad.clone() for p in params]
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in params]
+    buffers = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        summary, per_ex, examples = evaluate(model, (x, y), spec, [0, eps], batch_size=32, per_example=True,
+                                             return_examples=True, progress=False)
+        assert [m.training for m in model.modules()] == modes
+        assert [p.requires_grad for p in params] == flags
+        for p, g in zip(params, grads):
+            assert (p.grad is None) if g is None else torch.equal(p.grad, g)
+        for k, v in model.state_dict().items():  # BatchNorm statistics included
+            assert torch.equal(v, buffers[k]), k
+    finally:
+        model.eval()
+        params[0].requires_grad_(True)
+
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert list(per_ex.columns) == PER_EXAMPLE_COLUMNS
+    assert summary["attack"].tolist() == [spec.label, spec.label, "worst_case", "worst_case"]
+    clean = _accuracy(model.eval(), x, y)
+    assert summary["clean_acc"].tolist() == pytest.approx([clean] * 4, abs=1e-12)
+    row0 = summary.iloc[0]
+    assert row0["robust_acc"] == pytest.approx(clean, abs=1e-12) and row0["linf_max"] == 0.0
+
+    x_adv = examples[(spec.label, eps)]
+    assert x_adv.shape == x.shape and x_adv.dtype == torch.float32
+    assert not torch.isnan(x_adv).any()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    delta = (x_adv - x).flatten(1)
+    if spec.norm == "Linf":
+        assert delta.abs().amax(1).max() <= eps + 1e-6
+    else:
+        assert delta.norm(dim=1).max() <= eps * (1 + 1e-5) + 1e-6
+    # robust accuracy recomputed from the returned examples
+    with torch.no_grad():
+        robust = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)
+    row = summary.iloc[1]
+    assert row["robust_acc"] == pytest.approx(robust.double().mean().item(), abs=1e-12)
+    assert row["robust_acc"] <= row["clean_acc"]
+    assert row["linf_max"] == pytest.approx(delta.abs().amax(1).max().item(), abs=1e-7)
+    assert row["l2_mean"] == pytest.approx(delta.norm(dim=1).mean().item(), rel=1e-5, abs=1e-7)
+    assert row["n"] == len(y)
+    # per-example rows agree with the summary
+    for _, r in summary.iterrows():
+        sub = per_ex[(per_ex["attack"] == r["attack"]) & (per_ex["eps"] == r["eps"])]
+        assert len(sub) == len(y)
+        assert sub["robust_correct"].mean() == pytest.approx(r["robust_acc"])
+        assert sub["clean_correct"].mean() == pytest.approx(r["clean_acc"])
+        assert sub["linf"].mean() == pytest.approx(r["linf_mean"], rel=1e-6, abs=1e-9)
+    assert np.array_equal(per_ex.loc[per_ex["eps"] == eps, "label"].to_numpy()[: len(y)], y.numpy())
+
+
+@pytest.mark.parametrize("key", ["pgd", "square", "apgd_ce", "noise"])
+def test_reproducible_with_seed(key, base, digits_small):
+    spec = CHEAP[key]
+    a, ex_a = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
+    b, ex_b = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert torch.equal(ex_a[(spec.label, 0.1)], ex_b[(spec.label, 0.1)])
+    if key in ("pgd", "noise"):  # random starts: another seed gives other examples
+        _, ex_c = evaluate(base, digits_small, spec, 0.1, seed=4, return_examples=True)
+        assert not torch.equal(ex_a[(spec.label, 0.1)], ex_c[(spec.label, 0.1)])
+
+
+def test_result_does_not_depend_on_other_attacks_in_the_call(base, digits_small):
+    alone = evaluate(base, digits_small, "pgd", [0.05, 0.1])
+    together = evaluate(base, digits_small, ["fgsm", "pgd"], [0.05, 0.1])
+    pd.testing.assert_frame_equal(alone.iloc[:2].reset_index(drop=True),
+                                  together[together["attack"] == "pgd"].reset_index(drop=True))
+
+
+def test_generate_reproduces_evaluate_examples(base, digits_small):
+    x, y = digits_small
+    _, examples = evaluate(base, (x, y), "pgd", 0.1, batch_size=40, seed=5, return_examples=True)
+    out = generate(base, x, y, "pgd", 0.1, batch_size=40, seed=5)
+    assert torch.equal(out, examples[("pgd", 0.1)])
+
+
+def test_generate_eps_zero_returns_a_copy(base, digits_small):
+    x, y = digits_small
+    out = generate(base, x, y, "pgd", 0)
+    assert torch.equal(out, x) and out.data_ptr() != x.data_ptr()
+
+
+def test_worst_case_is_every_attack_failing(base, digits_small):
+    specs = ["fgsm", CHEAP["pgd"], CHEAP["noise"]]
+    summary, per_ex = evaluate(base, digits_small, specs, [0.05, 0.15], per_example=True)
+    for e in (0.05, 0.15):
+        at = per_ex[per_ex["eps"] == e]
+        flags = [at[at["attack"] == lab].sort_values("index")["robust_correct"].to_numpy()
+                 for lab in ("fgsm", CHEAP["pgd"].label, CHEAP["noise"].label)]
+        worst = at[at["attack"] == "worst_case"].sort_values("index")["robust_correct"].to_numpy()
+        assert np.array_equal(worst, np.logical_and.reduce(flags))
+        rows = summary[summary["eps"] == e].set_index("attack")["robust_acc"]
+        assert rows["worst_case"] <= rows.drop("worst_case").min()
+    assert (per_ex.groupby(["attack", "eps"]).size() == len(digits_small[1])).all()
+
+
+def test_input_types_give_the_same_numbers(base, digits_small):
+    x, y = digits_small
+    kw = dict(batch_size=32, per_example=True)
+    spec = attack("pgd", steps=3)
+    ref = evaluate(base, (x, y), spec, [0.05, 0.1], **kw)
+    ds = TensorDataset(x, y)
+    for data in (ds, DataLoader(ds, batch_size=7, shuffle=False)):
+        got = evaluate(base, data, spec, [0.05, 0.1], **kw)
+        pd.testing.assert_frame_equal(got[0], ref[0])
+        pd.testing.assert_frame_equal(got[1], ref[1])
+
+
+def test_shuffling_loader_warns_when_indices_matter(base, digits_small):
+    loader = DataLoader(TensorDataset(*digits_small), batch_size=32, shuffle=True)
+    with pytest.warns(UserWarning, match="shuffles"):
+        evaluate(base, loader, "fgsm", 0.1, per_example=True)
+
+
+def test_pgd_accuracy_falls_with_eps_to_zero(base, digits_xy):
+    _, (x, y) = digits_xy
+    eps = [0, 0.05, 0.1, 0.2, 0.3]
+    summary = evaluate(base, (x[:200], y[:200]), attack("pgd", steps=10), eps)
+    acc = summary[summary["attack"] != "worst_case"]["robust_acc"].to_numpy()
+    assert acc[0] > 0.9
+    assert np.all(np.diff(acc) <= 0)
+    assert acc[-1] <= 0.02
+    assert acc[2] < acc[0] - 0.2  # eps = 0.1 already hurts an undefended model
+
+
+def test_eps_strings_and_l2_radius(base, digits_small):
+    summary = evaluate(base, digits_small, ["fgsm"], ["8/255"])
+    assert summary["eps"].iloc[0] == pytest.approx(8 / 255)
+    # an L2 radius may exceed 1 (up to sqrt(C*H*W) = 8 for 1x8x8)
+    summary = evaluate(base, digits_small, CHEAP["pgd_l2"], [1.5])
+    assert summary["l2_mean"].iloc[0] <= 1.5 + 1e-5 and summary["norm"].iloc[0] == "L2"
+    with pytest.raises(ValueError, match="diameter"):
+        evaluate(base, digits_small, CHEAP["pgd_l2"], [9.0])
+
+
+@pytest.mark.parametrize("bad, match", [(-0.1, ">= 0"), (1.5, "<= 1"), (float("nan"), "NaN"), ("8/0", "not a number"),
+                                        ([], "empty"), ([0.1, 0.1], "duplicates")])
+def test_bad_eps_raises(base, digits_small, bad, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate(base, digits_small, "pgd", bad)
+
+
+def test_bad_attack_names_and_options():
+    with pytest.raises(ValueError, match="valid names: fgsm, pgd"):
+        attack("pgdd")
+    with pytest.raises(TypeError, match="valid options: steps, alpha, random_start, n_restarts"):
+        attack("pgd", stepz=3)
+    with pytest.raises(TypeError, match="valid options: none"):
+        attack("fgsm", steps=3)
+    with pytest.raises(ValueError, match=">= 1"):
+        attack("pgd", steps=0)
+    with pytest.raises(TypeError, match="int"):
+        attack("pgd", steps=2.5)
+    with pytest.raises(ValueError, match="one of"):
+        attack("square", norm="L1")
+    with pytest.raises(ValueError, match="one of"):
+        attack("autoattack", version="plus")
+    with pytest.raises(TypeError, match="name"):
+        evaluate(nn.Linear(2, 2), (torch.zeros(1, 1, 1, 2), torch.zeros(1, dtype=torch.long)), 3, 0.1)
+
+
+def test_spec_label_norm_budget_and_hashing():
+    spec = attack("pgd", steps=50, n_restarts=2)
+    assert spec.label == "pgd(n_restarts=2, steps=50)"
+    assert spec == AttackSpec("PGD", {"steps": 50, "n_restarts": 2})
+    assert len({spec, attack("pgd", n_restarts=2, steps=50)}) == 1
+    assert attack("pgd").label == "pgd" and attack("pgd_l2").norm == "L2"
+    assert attack("square", norm="L2").norm == "L2"
+    with pytest.raises(Exception):  # frozen  # noqa: B017
+        spec.name = "fgsm"  # type: ignore[misc]
+    aa = attack("autoattack")
+    assert aa.budget == ("standard (APGD-CE 100 steps, APGD-T 100 steps x 9 targets, FAB-T 100 steps x 9 targets, "
+                         "Square 5000 queries)")
+    assert attack("autoattack", version="fast").budget.startswith("fast (")
+    assert attack("autoattack", fab_steps=0).budget.startswith("custom from standard")
+    with pytest.warns(UserWarning, match="random_start=False"):
+        attack("pgd", random_start=False, n_restarts=3)
+
+
+def test_duplicate_attacks_raise(base, digits_small):
+    with pytest.raises(ValueError, match="twice"):
+        evaluate(base, digits_small, ["pgd", attack("pgd")], 0.1)
+
+
+def test_autoattack_standard_budget_reported(base, digits_small):
+    # few examples so that the full standard budget runs quickly; the budget column says what ran
+    x, y = digits_small
+    summary = evaluate(base, (x[:4], y[:4]), "autoattack", [0, 0.3])
+    row = summary.iloc[1]
+    assert row["budget"].startswith("standard (APGD-CE 100 steps, APGD-T 100 steps x 9 targets")
+    assert row["robust_acc"] == 0.0
+
+
+def test_bad_data_raises(base, digits_small):
+    x, y = digits_small
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        evaluate(base, (x * 255, y), "fgsm", 0.1)
+    with pytest.raises(TypeError, match="uint8"):
+        evaluate(base, ((x * 255).to(torch.uint8), y), "fgsm", 0.1)
+    with pytest.raises(ValueError, match="labels"):
+        evaluate(base, (x, y + 10), "fgsm", 0.1)
+    with pytest.raises(TypeError, match="Dataset"):
+        evaluate(base, [1, 2, 3], "fgsm", 0.1)
+    with pytest.raises(ValueError, match="move it"):
+        evaluate(base, (x, y), "fgsm", 0.1, device="meta")
+
+
+def test_probability_outputs_warn(base, digits_small):
+    soft = nn.Sequential(base, nn.Softmax(dim=1))
+    with pytest.warns(UserWarning, match="probabilities"):
+        evaluate(soft, digits_small, "fgsm", 0.1)
+
+
+def test_autocast_on_cpu_is_ignored_with_a_note(base, digits_small):
+    plain = evaluate(base, digits_small, CHEAP["pgd"], 0.1)
+    cast = evaluate(base, digits_small, CHEAP["pgd"], 0.1, autocast=True)
+    assert cast["notes"].str.contains("autocast ignored").all()
+    pd.testing.assert_frame_equal(plain.drop(columns="notes"), cast.drop(columns="notes"))
+
+
+def test_sanity_check_catches_a_broken_attack(base, digits_small, monkeypatch):
+    real = attacks_mod._make_runner
+
+    def broken(spec, eps, wm, **kw):
+        run, budget, notes = real(spec, eps, wm, **kw)
+        return (lambda x, y: (run(x, y) + 2 * eps).clamp(0, 1)), budget, notes
+
+    monkeypatch.setattr(attacks_mod, "_make_runner", broken)
+    with pytest.raises(RuntimeError, match="harness bug.*Linf budget"):
+        evaluate(base, digits_small, "fgsm", 0.05)
+    with pytest.raises(RuntimeError, match="harness bug"):
+        generate(base, *digits_small, "fgsm", 0.05)
+
+
+def test_progress_bar(base, digits_small, capsys):
+    evaluate(base, digits_small, "fgsm", 0.1, progress=True)
+    assert "attacks" in capsys.readouterr().err
+    evaluate(base, digits_small, "fgsm", 0.1)  # pytest's stderr is not a terminal: quiet
+    assert capsys.readouterr().err == ""
+
+
+def test_transfer_matches_independent_runs(trained_digits_pair, digits_small):
+    base, se = trained_digits_pair
+    x, y = digits_small
+    spec = CHEAP["pgd"]
+    summary, per_ex = evaluate_transfer(base, se, (x, y), spec, [0, 0.1], batch_size=40, per_example=True)
+    src = evaluate(base, (x, y), spec, [0, 0.1], batch_size=40)
+    tgt = evaluate(se, (x, y), spec, [0, 0.1], batch_size=40)
+    assert summary["source_robust_acc"].tolist() == src["robust_acc"].iloc[:2].tolist()
+    assert summary["target_whitebox_robust_acc"].tolist() == tgt["robust_acc"].iloc[:2].tolist()
+    x_adv = generate(base, x, y, spec, 0.1, batch_size=40)
+    with torch.no_grad():
+        transferred = ((se(x).argmax(1) == y) & (se(x_adv).argmax(1) == y)).double().mean().item()
+    assert summary["transfer_robust_acc"].iloc[1] == pytest.approx(transferred, abs=1e-12)
+    assert summary["transfer_robust_acc"].iloc[0] == pytest.approx(_accuracy(se, x, y), abs=1e-12)
+    assert len(per_ex) == 2 * len(y)
+    assert per_ex.loc[per_ex["eps"] == 0.1, "transfer_robust_correct"].mean() == pytest.approx(transferred)
+
+
+def test_model_without_parameters_works(digits_small):
+    x, y = digits_small
+
+    class Fixed(nn.Module):  # a linear classifier with its weights as a buffer: no parameters at all
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("w", torch.randn(64, 10, generator=torch.Generator().manual_seed(0)))
+
+        def forward(self, x):
+            return x.flatten(1) @ self.w
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = evaluate(Fixed(), (x, y), CHEAP["pgd"], 0.1)
+    assert math.isfinite(summary["robust_acc"].iloc[0])
+
+
+def test_randomized_model_warns(base, digits_small):
+    class Noisy(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x) + torch.randn(len(x), 10)
+
+    with pytest.warns(UserWarning, match="randomized"):
+        evaluate(Noisy(base), digits_small, "fgsm", 0.1)
+
+
+def test_fixing_a_misclassified_input_does_not_count_as_robust(base, digits_small, monkeypatch):
+    x, y = digits_small
+    wrong = y.clone()
+    wrong[::2] = (y[::2] + 1) % 10  # half the labels wrong: clean-misclassified examples
+
+    def helpful(spec, eps, wm, **kw):  # descends the loss: pushes examples towards their (wrong) label
+        def run(xb, yb):
+            xa = xb.clone()
+            for _ in range(10):
+                xa.requires_grad_(True)
+                (g,) = torch.autograd.grad(F.cross_entropy(wm(xa), yb), xa)
+                xa = torch.min(torch.max(xa.detach() - eps / 4 * g.sign(), xb - eps), xb + eps).clamp(0, 1)
+            return xa
+
+        return run, "helpful", []
+
+    monkeypatch.setattr(attacks_mod, "_make_runner", helpful)
+    summary, per_ex = evaluate(base, (x, wrong), "pgd", 0.3, per_example=True)
+    rows = per_ex[per_ex["attack"] == "pgd"]
+    fixed = ~rows["clean_correct"] & (rows["adv_pred"] == rows["label"])
+    assert fixed.sum() > 0  # the perturbation did fix some inputs, so the assertion below has teeth
+    assert not (rows["robust_correct"] & ~rows["clean_correct"]).any()
+    assert summary["robust_acc"].iloc[0] <= summary["clean_acc"].iloc[0]
+
+
+def test_restarts_keep_the_first_success_else_the_highest_loss():
+    # logits are the inputs themselves (3 classes, label 0); each "run" returns the next candidate
+    wm = nn.Flatten()
+    y = torch.tensor([0, 0])
+    fooled = [1.0, 1.1, -10.0]  # wrong argmax, CE about 0.74
+    high_loss_correct = [1.0, 0.9, 0.9]  # right argmax, CE about 1.03: higher loss but not a success
+    low, mid = [3.0, 0.0, 0.0], [2.0, 0.0, 1.0]  # right argmax, CE about 0.10 and 0.42
+    runs = iter([
+        torch.tensor([fooled, low]),
+        torch.tensor([high_loss_correct, mid]),
+        torch.tensor([high_loss_correct, low]),
+    ])
+    run = attacks_mod._restarts(wm, lambda x, y: next(runs).view(2, 1, 1, 3), 3)
+    best = run(torch.zeros(2, 1, 1, 3), y).view(2, 3)
+    assert torch.equal(best[0], torch.tensor(fooled))  # the first success is never replaced
+    assert torch.equal(best[1], torch.tensor(mid))  # no success: the highest loss wins

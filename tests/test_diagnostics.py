@@ -1,0 +1,140 @@
+"""Gradient-masking diagnostics: a standard model passes, deliberately masked models fail the right checks."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from serobust.attacks import attack, evaluate
+from serobust.diagnostics import DIAGNOSTIC_COLUMNS, masking_diagnostics
+
+EPS = [0.05, 0.1, 0.2]
+CHEAP = dict(attack_steps=(5, 20), restarts=(1, 3), square_queries=150, noise_samples=5)
+ALL_CHECKS = [
+    "input_gradients_nonzero", "accuracy_decreases_with_eps", "large_eps_accuracy_near_zero",
+    "more_steps_do_not_help_model", "more_restarts_do_not_help_model", "iterative_beats_single_step",
+    "blackbox_not_stronger", "noise_not_stronger", "transfer_not_stronger",
+]
+
+
+@pytest.fixture(scope="module")
+def data(digits_xy):
+    _, (x, y) = digits_xy
+    return x[:150], y[:150]
+
+
+@pytest.fixture(scope="module")
+def standard_result(trained_digits_pair, data):
+    base, se = trained_digits_pair
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = masking_diagnostics(base, data, EPS, transfer_from=se, **CHEAP)
+    return frame, [str(w.message) for w in caught]
+
+
+class Quantized(nn.Module):
+    """Rounds the input to the 17 levels the digits use: clean accuracy unchanged, input gradient zero."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.round(x * 16) / 16)
+
+
+class Saturated(nn.Module):
+    """Logits x 1e4: float32 softmax saturates, the CE gradient underflows to exactly zero."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * 1e4
+
+
+class _Shatter(torch.autograd.Function):
+    """Identity whose gradient is true on the clean digits' pixel grid and reversed anywhere else."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: ANN001, ANN205
+        (x,) = ctx.saved_tensors
+        on_grid = ((x * 16 - torch.round(x * 16)).abs() < 1e-4).flatten(1).all(1)  # (B,)
+        return torch.where(on_grid[:, None, None, None], g, -g)
+
+
+class Shattered(nn.Module):
+    """FGSM from clean x sees the true gradient; PGD (random start, iterates off the grid) is misled."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(_Shatter.apply(x))
+
+
+def test_standard_model_passes_every_check(standard_result):
+    frame, messages = standard_result
+    assert list(frame.columns) == DIAGNOSTIC_COLUMNS
+    assert frame["check"].tolist() == ALL_CHECKS
+    failed = frame.loc[~frame["passed"], ["check", "detail"]].to_dict("records")
+    assert not failed, failed
+    assert not [m for m in messages if "masking diagnostic" in m]
+    assert frame["passed"].map(type).eq(bool).all()
+
+
+def test_values_are_the_evaluated_numbers(standard_result, trained_digits_pair, data):
+    frame, _ = standard_result
+    values = frame.set_index("check")["values"]
+    # recomputed independently: the same PGD run through evaluate() directly
+    direct = evaluate(trained_digits_pair[0], data, attack("pgd", steps=20), [0, *EPS])
+    expected = direct[direct["attack"] != "worst_case"]["robust_acc"].round(6).tolist()
+    assert values["accuracy_decreases_with_eps"]["robust_acc"] == expected
+    table = values["more_steps_do_not_help_model"]["robust_acc"]
+    assert set(table) == {5, 20} and all(len(v) == len(EPS) for v in table.values())
+    assert table[20] == expected[1:]
+    assert values["large_eps_accuracy_near_zero"]["eps"] == 0.5  # max(2 * 0.2, 0.5)
+    summary = frame.attrs["summary"]
+    assert {"fgsm", "pgd(steps=5)", "pgd(steps=20)", "pgd(n_restarts=3, steps=5)"} <= set(summary["attack"])
+
+
+@pytest.mark.parametrize("wrapper, must_fail", [
+    (Quantized, {"input_gradients_nonzero", "large_eps_accuracy_near_zero", "blackbox_not_stronger"}),
+    (Saturated, {"input_gradients_nonzero", "large_eps_accuracy_near_zero", "blackbox_not_stronger"}),
+    (Shattered, {"iterative_beats_single_step", "large_eps_accuracy_near_zero", "blackbox_not_stronger"}),
+])
+def test_masked_models_fail_with_warnings(wrapper, must_fail, trained_digits_pair, data):
+    masked = wrapper(trained_digits_pair[0])
+    x, y = data
+    with torch.no_grad():  # the masking leaves clean accuracy intact: only the diagnostics can tell
+        assert (masked(x).argmax(1) == y).float().mean() > 0.9
+    with pytest.warns(UserWarning, match="masking diagnostic") as record:
+        frame = masking_diagnostics(masked, data, EPS, **CHEAP)
+    failed = set(frame.loc[~frame["passed"], "check"])
+    assert must_fail <= failed
+    warned = " ".join(str(w.message) for w in record)
+    for check in failed:
+        assert check in warned
+    assert len(frame) == len(ALL_CHECKS) - 1  # every check still reported (no transfer_from here)
+
+
+def test_bad_settings_raise(trained_digits_pair, data):
+    base = trained_digits_pair[0]
+    with pytest.raises(ValueError, match="eps > 0"):
+        masking_diagnostics(base, data, [0])
+    with pytest.raises(ValueError, match="tolerance"):
+        masking_diagnostics(base, data, EPS, tolerance=2)
+    with pytest.raises(ValueError, match="attack_steps"):
+        masking_diagnostics(base, data, EPS, attack_steps=(0, 10))
+    with pytest.raises(ValueError, match="<= 1"):
+        masking_diagnostics(base, data, [1.5])
