@@ -110,8 +110,8 @@ def test_values_are_the_evaluated_numbers(standard_result, trained_digits_pair, 
 
 @pytest.mark.parametrize("wrapper, must_fail", [
     (Quantized, {"input_gradients_nonzero", "large_eps_accuracy_near_zero", "blackbox_not_stronger"}),
-    (Saturated, {"input_gradients_nonzero", "large_eps_accuracy_near_zero", "blackbox_not_stronger"}),
-    (Shattered, {"iterative_beats_single_step", "large_eps_accuracy_near_zero", "blackbox_not_stronger"}),
+    (Saturated, {"input_gradients_nonzero", "blackbox_not_stronger"}),  # DLR defeats logit scaling at large eps
+    (Shattered, {"iterative_beats_single_step", "blackbox_not_stronger"}),
 ])
 def test_masked_models_fail_with_warnings(wrapper, must_fail, trained_digits_pair, data):
     masked = wrapper(trained_digits_pair[0])
