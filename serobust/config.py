@@ -126,6 +126,7 @@ class AttacksSection:
 @dataclass(frozen=True)
 class DiagnosticsSection:
     enabled: bool = True
+    seeds: int = 0  # check the models of the first N seeds; 0 = every seed
     size: int = 200  # examples used by the gradient-masking checks
     eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
     steps: tuple[int, ...] = (10, 50)  # PGD steps compared (more steps must never help the model)
@@ -141,6 +142,8 @@ class DiagnosticsSection:
             raise ConfigError(str(e)) from None
         if self.size < 1 or any(s < 1 for s in self.steps) or any(r < 1 for r in self.restarts):
             raise ConfigError("diagnostics.size, steps and restarts must be >= 1")
+        if self.seeds < 0:
+            raise ConfigError("diagnostics.seeds must be >= 0 (0 = every seed)")
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def run_study(
     from .data import load_dataset
     from .diagnostics import masking_diagnostics
     from .mechanism import adaptive_attacks, interventions, profile_shift
-    from .metrics import feature_sensitivity, shift_analysis
+    from .metrics import excitation_shift, feature_sensitivity, matched_layers, shift_analysis
     from .models import build_model, build_pair
     from .report import write_report
     from .stats import mean_ci_by, pooled_mcnemar, robust_accuracy_table, verdict
@@ -126,7 +126,8 @@ def run_study(
     twins = members[1:]
     cache = _StageCache(out / "stages")
     seeds = list(cfg.study.seeds)
-    n_stages = len(seeds) * (2 * len(members) + (len(members) if cfg.diagnostics.enabled else 0)
+    n_diag = (min(cfg.diagnostics.seeds or len(seeds), len(seeds)) * len(members)) if cfg.diagnostics.enabled else 0
+    n_stages = n_diag + len(seeds) * (2 * len(members)
                              + (2 * len(twins) if cfg.attacks.transfer else 0)
                              + (len(twins) if cfg.probe.enabled else 0)
                              + (len(twins) if cfg.mechanism.enabled else 0))
@@ -180,7 +181,7 @@ def run_study(
                                                batch_size=cfg.attacks.batch_size, device=dev, per_example=True,
                                                seed=seed, progress=False)
                     nb = min(cfg.attacks.black_box_size, len(y_eval))
-                    bb = evaluate(model, (x_eval[:nb], y_eval[:nb]), [*black_box, main_attack],
+                    bb = evaluate(model, (x_eval[:nb], y_eval[:nb]), black_box,
                                   list(cfg.attacks.black_box_eps), batch_size=cfg.attacks.batch_size, device=dev,
                                   seed=seed, progress=False)
                     return {"summary": summary, "per_example": per_ex, "blackbox": bb}
@@ -191,7 +192,7 @@ def run_study(
                 frames["blackbox"].append(_tag(res["blackbox"], seed=seed, model=member))
                 bar.update(1)
 
-            if cfg.diagnostics.enabled:
+            if cfg.diagnostics.enabled and (not cfg.diagnostics.seeds or seeds.index(seed) < cfg.diagnostics.seeds):
                 d = cfg.diagnostics
                 for member, model in models.items():
                     step(f"seed {seed}: gradient-masking checks {member}")
@@ -204,7 +205,8 @@ def run_study(
                             restarts=tuple(d.restarts), large_eps=d.large_eps, transfer_from=other,
                             square_queries=d.square_queries, batch_size=cfg.attacks.batch_size, device=dev, seed=seed)}
 
-                    res = cache.get("diagnostics", {"model": model_keys[member], "other": model_keys[members[1] if member == "baseline" else "baseline"],
+                    other_key = model_keys[twins[0] if member == "baseline" else "baseline"]
+                    res = cache.get("diagnostics", {"model": model_keys[member], "other": other_key,
                                                     "cfg": dataclasses.asdict(d)}, _diag)
                     frames["diagnostics"].append(_tag(res["checks"], seed=seed, model=member))
                     bar.update(1)
@@ -234,23 +236,31 @@ def run_study(
 
                     def _probe(twin=twin, n=n) -> dict[str, pd.DataFrame]:
                         xs, ys = x_eval[:n], y_eval[:n]
-                        shift = shift_analysis(models[twin], xs, ys, list(p.eps), attack=make_attack(p.attack, **_opts(cfg, p.attack)),
+                        spec = make_attack(p.attack, **_opts(cfg, p.attack))
+                        memo: dict[tuple[str, float], torch.Tensor] = {}
+
+                        def adv(member: str, eps: float) -> torch.Tensor:  # each attack runs once per stage
+                            if (member, eps) not in memo:
+                                memo[member, eps] = generate(models[member], xs, ys, spec, eps, seed=seed,
+                                                             batch_size=cfg.attacks.batch_size)
+                            return memo[member, eps]
+
+                        def twin_attack(model, x, y, eps):
+                            return adv(twin, eps)
+
+                        twin_attack.__name__ = spec.label
+                        shift = shift_analysis(models[twin], xs, ys, list(p.eps), attack=twin_attack,
                                                controls=tuple(p.controls), seed=seed, batch_size=cfg.attacks.batch_size)
                         out_frames = {"shift": shift}
                         if p.per_channel:
-                            x_adv = generate(models[twin], xs, ys, make_attack(p.attack, **_opts(cfg, p.attack)), max(p.eps), seed=seed)
-                            from .metrics import excitation_shift
-
-                            out_frames["channels"] = _tag(excitation_shift(models[twin], xs, x_adv, per_channel=True),
-                                                          eps=max(p.eps))
-                        sens = []
-                        for eps in p.eps:
-                            for member in ("baseline", twin):
-                                x_adv = generate(models[member], xs, ys, make_attack(p.attack, **_opts(cfg, p.attack)), eps, seed=seed)
-                                sens.append(_tag(feature_sensitivity(models[member], xs, x_adv,
-                                                                     layers=_matched(models["baseline"], models[twin])),
-                                                 member=member, eps=eps))
-                        out_frames["sensitivity"] = pd.concat(sens, ignore_index=True)
+                            out_frames["channels"] = _tag(
+                                excitation_shift(models[twin], xs, adv(twin, max(p.eps)), per_channel=True,
+                                                 batch_size=cfg.attacks.batch_size), eps=max(p.eps))
+                        layers = matched_layers(models["baseline"], models[twin])
+                        out_frames["sensitivity"] = pd.concat(
+                            [_tag(feature_sensitivity(models[member], xs, adv(member, eps), layers=layers,
+                                                      batch_size=cfg.attacks.batch_size), member=member, eps=eps)
+                             for eps in p.eps for member in ("baseline", twin)], ignore_index=True)
                         return out_frames
 
                     res = cache.get("probe", {"model": model_keys[twin], "base": model_keys["baseline"],
@@ -351,12 +361,6 @@ def _opts(cfg: StudyConfig, name: str) -> dict[str, Any]:
         if a["name"] == name:
             return {k: v for k, v in a.items() if k != "name"}
     return {}
-
-
-def _matched(baseline: torch.nn.Module, twin: torch.nn.Module) -> list[str]:
-    from .metrics import matched_layers
-
-    return matched_layers(baseline, twin)
 
 
 def _examples(cfg, models, x, y, main_attack, generate, dev) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def robust_accuracy(robust: pd.DataFrame, path: Path, *, confidence: float = 0.9
     for ax, name in zip(axes[0], attacks):
         sub = robust[robust["attack"] == name]
         sns.lineplot(data=sub, x="eps", y="robust_acc", hue="model", style="model", markers=True, dashes=False,
-                     errorbar=("ci", int(confidence * 100)), n_boot=2000, seed=0, ax=ax)
+                     errorbar=("ci", int(confidence * 100)), n_boot=1000, seed=0, ax=ax)
         ax.set_title(name)
         ax.set_xlabel("eps (Linf, [0, 1] pixels)")
         ax.set_ylabel("robust accuracy")
@@ -76,7 +76,7 @@ def excitation_shift(shift: pd.DataFrame, path: Path) -> Path:
     long = shift.melt(id_vars=["model", "kind", "eps", "block"], value_vars=cols, var_name="quantity",
                       value_name="relative change")
     g = sns.catplot(data=long, x="block", y="relative change", hue="kind", col="quantity", row="eps",
-                    kind="bar", errorbar=("ci", 95), seed=0, height=2.6, aspect=1.5, sharey=False)
+                    kind="bar", errorbar=("ci", 95), n_boot=500, seed=0, height=2.6, aspect=1.5, sharey=False)
     g.set_xticklabels(rotation=45, ha="right")
     g.figure.suptitle("Relative change per SE block: adversarial vs random noise of the same size", y=1.02)
     return _save(g.figure, path)
@@ -87,7 +87,7 @@ def damping(shift: pd.DataFrame, path: Path) -> Path:
     long = shift.melt(id_vars=["model", "kind", "eps", "block"], value_vars=["damping_ratio", "z_over_u"],
                       var_name="ratio", value_name="value")
     g = sns.catplot(data=long, x="block", y="value", hue="kind", col="ratio", row="model", kind="point",
-                    dodge=0.3, errorbar=("ci", 95), seed=0, height=3, aspect=1.6, sharey=False)
+                    dodge=0.3, errorbar=("ci", 95), n_boot=500, seed=0, height=3, aspect=1.6, sharey=False)
     for ax in g.axes.flat:
         ax.axhline(1.0, color="black", lw=0.8, ls="--")
         ax.tick_params(axis="x", rotation=45)
