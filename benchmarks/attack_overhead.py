@@ -129,6 +129,8 @@ def main() -> None:
     variants: dict[str, Callable[[], float]] = {
         "evaluate": lambda: float(evaluate(model, (x, y), spec, eps_list, batch_size=args.batch_size,
                                            progress=False)["robust_acc"].iloc[args.n_eps - 1]),
+        "evaluate(no grad diag)": lambda: float(evaluate(model, (x, y), spec, eps_list, batch_size=args.batch_size,
+                                                         progress=False, input_gradients=False)["robust_acc"].iloc[args.n_eps - 1]),
         "bare": lambda: _bare(model, x, y, eps=eps_list, batch=args.batch_size, device=device, with_grad=False),
         "bare+grad": lambda: _bare(model, x, y, eps=eps_list, batch=args.batch_size, device=device, with_grad=True),
     }
@@ -157,6 +159,9 @@ def main() -> None:
         print(f"{name:20s} {med[name][0]:8.3f} {med[name][1]:8.3f} {acc[name]:10.4f}")
     for ref in ("bare", "bare+grad"):
         print(f"evaluate / {ref:10s} wall {med['evaluate'][0] / med[ref][0]:.3f}  cpu {med['evaluate'][1] / med[ref][1]:.3f}")
+    nd = med["evaluate(no grad diag)"]
+    print(f"evaluate(input_gradients=False) / bare  wall {nd[0] / med['bare'][0]:.3f}  cpu {nd[1] / med['bare'][1]:.3f}"
+          "  (like for like; expected <= 1.05)")
     if "evaluate(autocast)" in med:
         print(f"autocast speed-up {med['evaluate'][0] / med['evaluate(autocast)'][0]:.2f}x, robust accuracy "
               f"difference {100 * (acc['evaluate(autocast)'] - acc['evaluate']):+.2f} points")

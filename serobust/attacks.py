@@ -957,6 +957,7 @@ def evaluate(
     seed: int = 0,
     autocast: bool = False,
     progress: bool | None = None,
+    input_gradients: bool = True,
 ) -> pd.DataFrame | tuple[Any, ...]:
     """Robust accuracy of ``model`` under each attack at each budget, as a tidy DataFrame.
 
@@ -982,6 +983,8 @@ def evaluate(
         autocast: on CUDA, bf16 autocast + channels_last for the model's forward (logits and the attack
             step stay float32); on CPU accepted, ignored and said in ``notes``.
         progress: tqdm bar over attacks x batches; None shows it when stderr is a terminal.
+        input_gradients: compute ``grad_norm``/``zero_grad_frac`` (one backward per batch, shared by all
+            attacks and budgets of the call); False skips it and leaves those columns NaN.
 
     Returns:
         ``summary`` with columns :data:`SUMMARY_COLUMNS`: accuracies and ``success_rate`` (fraction of
@@ -1024,13 +1027,14 @@ def evaluate(
         for b, (xb, yb) in enumerate(batches):
             xb, yb = _to_device(xb, yb, dev)
             # clean pass with the input gradient of the per-example CE loss
-            xg = xb.clone().requires_grad_(True)
-            with torch.enable_grad():
+            xg = xb.clone().requires_grad_(input_gradients)
+            with torch.set_grad_enabled(input_gradients):
                 out = wm(xg)  # (B, K)
                 logits = out.detach()
                 if b == 0:
                     _first_batch_checks(wm, xb, yb, logits)
-                grad = torch.autograd.grad(F.cross_entropy(out, yb, reduction="sum"), xg)[0]
+                grad = (torch.autograd.grad(F.cross_entropy(out, yb, reduction="sum"), xg)[0] if input_gradients
+                        else torch.full_like(xb, float("nan")))
             if b == 0:
                 _check_l2_radius(specs, eps_by_label, int(np.prod(xb.shape[1:])))
                 for spec, i in combos:
@@ -1094,7 +1098,7 @@ def evaluate(
     zgrad = torch.cat(zero_grad).cpu()
     host = {key: {k: torch.cat(v).cpu() for k, v in rec.items()} for key, rec in adv.items()}
     n = len(y_all)
-    grad_mean, zero_frac = _mean(gnorm), _mean(zgrad)
+    grad_mean, zero_frac = (_mean(gnorm), _mean(zgrad)) if input_gradients else (float("nan"), float("nan"))
     if zero_frac > 0:
         logger.info("%.1f%% of examples have an exactly zero input gradient at clean x", 100 * zero_frac)
 

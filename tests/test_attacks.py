@@ -475,3 +475,12 @@ def test_restarts_keep_the_first_success_else_the_highest_loss():
     best = run(torch.zeros(2, 1, 1, 3), y).view(2, 3)
     assert torch.equal(best[0], torch.tensor(fooled))  # the first success is never replaced
     assert torch.equal(best[1], torch.tensor(mid))  # no success: the highest loss wins
+
+
+def test_input_gradient_diagnostics_can_be_skipped(base, digits_small):
+    spec = attack("pgd", steps=3)
+    with_grad = evaluate(base, digits_small, spec, [0.0, 0.1], progress=False)
+    without = evaluate(base, digits_small, spec, [0.0, 0.1], progress=False, input_gradients=False)
+    pd.testing.assert_series_equal(with_grad["robust_acc"], without["robust_acc"])
+    assert without["grad_norm"].isna().all() and without["zero_grad_frac"].isna().all()
+    assert (with_grad["grad_norm"] > 0).all()
