@@ -262,7 +262,7 @@ def train(
             opt.load_state_dict(ckpt["optimizer"])
             history = list(ckpt["history"])
             start_epoch = int(ckpt["epoch"])
-            log.info("resuming %s from epoch %d/%d", ckpt_path, start_epoch, cfg.epochs)
+            log.info("%s %s from epoch %d/%d", "reusing" if start_epoch == cfg.epochs else "resuming", ckpt_path, start_epoch, cfg.epochs)
 
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="train",
