@@ -4,7 +4,7 @@ SGD with Nesterov momentum and weight decay, a one-cycle or cosine schedule comp
 step (so a resumed run picks up exactly where it stopped), optional label smoothing and optional
 adversarial training (PGD-AT, Madry et al. 2018; FGSM with random start, Wong et al. 2020) in [0, 1]
 pixel space. On CUDA the forward/backward runs under bf16 autocast with channels_last tensors; on the
-CPU it is plain float32.
+CPU it is plain float32 (channels_last too, which measured faster there: ``benchmarks/train_throughput.py``).
 
 Determinism: every source of randomness in an epoch (data order, augmentation, attack random starts)
 comes from a ``torch.Generator`` seeded by ``(seed, epoch)``, so a run is bit-identical on the CPU for a
@@ -62,6 +62,7 @@ class TrainConfig:
     adv_steps: int = 7  # PGD-AT steps (ignored by fgsm_rs)
     adv_alpha: float | str | None = None  # step size; default 2.5 * eps / steps (PGD), 1.25 * eps (fgsm_rs)
     eval_batch_size: int = 1000  # batch size for the per-epoch test accuracy
+    channels_last: bool = True  # NHWC tensors; on 2 CPU cores 1.1x (resnet20) to 1.2-1.45x (cnn) faster, see benchmarks/
 
     def __post_init__(self) -> None:
         def bad(key: str, allowed: str) -> ValueError:
@@ -234,7 +235,7 @@ def train(
     """
     cfg = config or TrainConfig()
     dev = resolve_device(device)
-    channels_last = dev.type == "cuda"  # on 2 CPU cores channels_last was slower for these nets (README)
+    channels_last = cfg.channels_last
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)

@@ -178,7 +178,6 @@ def test_schedules_reach_peak_and_decay():
     assert _lr_at(50, 100, TrainConfig(schedule="constant", lr=0.1)) == 0.1
 
 
-@pytest.mark.slow
 def test_mnist5k_default_config_reaches_97_percent_for_both_twins():
     data = serobust.load_dataset("mnist5k")
     base, se = serobust.build_pair("cnn", num_classes=10, in_channels=1, reduction=4, mean=data.mean, std=data.std)
