@@ -33,6 +33,15 @@ read ratios to about +-0.05 under that load):
     bare         21.963  21.519      evaluate / bare+grad  1.040 (cpu 1.043)
     bare+grad    20.847  20.490
 
+Quiet machine, 2 threads, default evaluate (with the gradient pass), same command with --repeats 7:
+
+    evaluate 5.942 s, evaluate(input_gradients=False) 6.612 s, bare 6.031 s, bare+grad 6.591 s
+    evaluate / bare 0.985, evaluate / bare+grad 0.901, evaluate(input_gradients=False) / bare 1.096
+
+The variants differ by about +-10% depending on their place in the interleaved order (the no-gradient
+variant, which does strictly less work than the default, timed slower), so read these ratios to +-0.1;
+the default call is within the 1.05 target against the bare loop.
+
 So the harness itself costs about 3% over the bare loop; the clean input-gradient pass behind
 ``grad_norm``/``zero_grad_frac`` costs one PGD step's worth per batch, about 11% for a single PGD-10 run
 and shared by every (attack, eps) of a call (lost in the noise at 4 budgets). Not yet measured on CUDA:
