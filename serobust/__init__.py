@@ -93,21 +93,35 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .attacks import ATTACKS, AttackSpec, attack, evaluate, evaluate_transfer  # noqa: F401
     from .config import StudyConfig, load_study_config  # noqa: F401
     from .data import (  # noqa: F401
-        DATASETS, BatchAugment, DatasetBundle, DatasetFormatError, DatasetNotFoundError, ImageTensorDataset,
+        DATASETS,
+        BatchAugment,
+        DatasetBundle,
+        DatasetFormatError,
+        DatasetNotFoundError,
+        ImageTensorDataset,
         load_dataset,
-    )
-    from .io import CheckpointError  # noqa: F401
-    from .stats import (  # noqa: F401
-        bootstrap_ci, mcnemar, paired_difference, pooled_mcnemar, robust_accuracy_table, verdict,
     )
     from .diagnostics import masking_diagnostics  # noqa: F401
     from .eps import parse_eps  # noqa: F401
+    from .io import CheckpointError  # noqa: F401
     from .mechanism import (  # noqa: F401
-        adaptive_attacks, class_profiles, gate_override, interventions, profile_shift,
+        adaptive_attacks,
+        class_profiles,
+        gate_override,
+        interventions,
+        profile_shift,
     )
     from .metrics import excitation_shift, feature_sensitivity, matched_layers, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
     from .pipeline import run_study  # noqa: F401
     from .probe import ExcitationProbe  # noqa: F401
     from .se_adapters import register_se_adapter  # noqa: F401
+    from .stats import (  # noqa: F401
+        bootstrap_ci,
+        mcnemar,
+        paired_difference,
+        pooled_mcnemar,
+        robust_accuracy_table,
+        verdict,
+    )
     from .trainer import TrainConfig, train  # noqa: F401

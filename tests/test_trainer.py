@@ -10,7 +10,6 @@ import sys
 import textwrap
 import time
 import types
-from pathlib import Path
 
 import pandas as pd
 import pytest
