@@ -53,6 +53,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from .eps import parse_eps
+from .module_state import model_device
 
 __all__ = [
     "ATTACKS",
@@ -518,19 +519,11 @@ def _attack_state(*models: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
 def _resolve_device(models: Sequence[nn.Module], device: str | torch.device | None) -> torch.device:
     for model in models:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
-    found = [_model_device(m) for m in models]
+    found = [model_device(m) for m in models]
     want = torch.device(device) if device is not None else found[0]
     for d in found:
         same = d.type == want.type and (want.index is None or d.index is None or d.index == want.index)

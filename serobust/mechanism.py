@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .eps import parse_eps_list
+from .module_state import eval_mode, model_device
 from .se_adapters import NoSEModuleError, SEBlock, find_se_modules
 
 __all__ = [
@@ -64,24 +65,6 @@ _STRONGER_MARGIN = 0.02  # an adaptive attack "is stronger" when it lowers accur
 # --------------------------------------------------------------------------------------------------
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Switch ``model`` to eval mode and restore every submodule's own mode on exit."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -228,11 +211,11 @@ def capture_excitations(
     _check_xy(x, None)
     _check_batch_size(batch_size)
     blocks = find_se_modules(model)
-    device = _device_of(model)
+    device = model_device(model)
     parts: dict[str, list[torch.Tensor]] = {b.name: [] for b in blocks}
     logits = []
     store: dict[str, torch.Tensor] = {}
-    with _eval_mode(model), torch.no_grad(), _record_gates(blocks, store):
+    with eval_mode(model), torch.no_grad(), _record_gates(blocks, store):
         for sl in _batches(len(x), batch_size):
             logits.append(model(x[sl].to(device, torch.float32)).float())  # (B, K)
             for b in blocks:
@@ -243,7 +226,7 @@ def capture_excitations(
 def _mean_excitations(model: nn.Module, x: torch.Tensor, blocks: Sequence[SEBlock],
                       batch_size: int) -> dict[str, torch.Tensor]:
     """Dataset-mean ``s`` per block, (C,), accumulated without keeping every example's ``s``."""
-    device = _device_of(model)
+    device = model_device(model)
     sums: dict[str, torch.Tensor] = {}
     store: dict[str, torch.Tensor] = {}
     with torch.no_grad(), _record_gates(blocks, store):
@@ -310,9 +293,9 @@ def interventions(
     blocks = find_se_modules(model)
     _check_xy(x, y, x_adv)
     _check_batch_size(batch_size)
-    device = _device_of(model)
+    device = model_device(model)
     names = [b.name for b in blocks]
-    with _eval_mode(model):
+    with eval_mode(model):
         if mean_s is None:
             mean_s = _mean_excitations(model, x, blocks, batch_size)
         else:
@@ -473,11 +456,11 @@ def _run_attack(
     _check_batch_size(batch_size)
     _check_attack_args(steps, alpha, weight)
     (eps_f,) = parse_eps_list([eps])
-    device = _device_of(model)
+    device = model_device(model)
     gen = _make_generator(device, seed)
     step = _step_size(eps_f, steps, alpha)
     out = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for sl in _batches(len(x), batch_size):
             xb = x[sl].to(device, torch.float32)
             yb = y[sl].to(device)
@@ -641,14 +624,14 @@ def adaptive_attacks(
     if len(set(eps_list)) < len(eps_list):
         warnings.warn(f"eps has repeated budgets {eps_list}; each is attacked once", stacklevel=2)
         eps_list = list(dict.fromkeys(eps_list))
-    device = _device_of(model)
+    device = model_device(model)
     n = len(x)
     correct = {(e, k): torch.zeros((), dtype=torch.long, device=device) for e in range(len(eps_list))
                for k in ADAPTIVE_ATTACKS}
     max_linf = {key: torch.zeros((), device=device) for key in correct}
     out_of_range = torch.zeros((), dtype=torch.bool, device=device)
     clean_correct = torch.zeros((), dtype=torch.long, device=device)
-    with _eval_mode(model):
+    with eval_mode(model):
         with torch.no_grad():
             for sl in _batches(n, batch_size):
                 clean_correct += (model(x[sl].to(device, torch.float32)).argmax(1) == y[sl].to(device)).sum()
@@ -707,14 +690,14 @@ def _class_means(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, blocks: Sequence[SEBlock], batch_size: int
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per-class mean ``s``: name -> (K, C) (NaN rows for absent classes) and class counts (K,)."""
-    device = _device_of(model)
+    device = model_device(model)
     num_classes = int(y.max()) + 1 if len(y) else 0  # one sync, before the loop
     if len(y) and int(y.min()) < 0:
         raise ValueError("y holds negative labels; class labels must be 0..K-1")
     sums: dict[str, torch.Tensor] = {}
     counts = torch.zeros(num_classes, device=device)
     store: dict[str, torch.Tensor] = {}
-    with _eval_mode(model), torch.no_grad(), _record_gates(blocks, store):
+    with eval_mode(model), torch.no_grad(), _record_gates(blocks, store):
         for sl in _batches(len(x), batch_size):
             yb = y[sl].to(device)
             model(x[sl].to(device, torch.float32))
@@ -830,7 +813,7 @@ def profile_shift(
     _check_batch_size(batch_size)
     if len(x) == 0:
         raise ValueError("x is empty; profile_shift needs at least one example")
-    device = _device_of(model)
+    device = model_device(model)
     num_classes = int(y.max()) + 1
     if profiles is None:
         prof, _ = _class_means(model, x, y, blocks, batch_size)
@@ -846,7 +829,7 @@ def profile_shift(
     def rms(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (a - b).pow(2).mean(1).sqrt()  # (B, C) -> (B,)
 
-    with _eval_mode(model), torch.no_grad(), _record_gates(blocks, store):
+    with eval_mode(model), torch.no_grad(), _record_gates(blocks, store):
         for sl in _batches(len(x), batch_size):
             yb = y[sl].to(device)
             pred_clean = model(x[sl].to(device, torch.float32)).argmax(1)

@@ -27,11 +27,10 @@ modes are restored afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,6 +40,7 @@ import torch
 from torch import nn
 
 from .eps import parse_eps_list
+from .module_state import eval_mode, model_device
 from .probe import ExcitationProbe
 from .se_adapters import NoSEModuleError, find_se_modules
 
@@ -85,24 +85,6 @@ _MAG_KEYS = ("u_mag_clean", "u_mag_adv", "g_mag_clean", "g_mag_adv")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode and restore every submodule's own mode afterwards (as torchattacks does)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, mode in modes:
-            module.training = mode
 
 
 def _check_pair(x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor | None, batch_size: int) -> None:
@@ -249,9 +231,9 @@ def _batch_metrics(rec: dict[str, torch.Tensor], b: int, k: int, per_channel: bo
 def _collect(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, *, y: torch.Tensor | None,
              split_success: bool, topk: int | None, per_channel: bool, batch_size: int) -> _Collected:
     """One pass over (x, x_adv) in paired batches; per-sample metrics and per-group channel sums."""
-    device = _model_device(model)
+    device = model_device(model)
     n_groups = 2 if split_success else 1
-    with _eval_mode(model), ExcitationProbe(model, store_maps=True) as probe:
+    with eval_mode(model), ExcitationProbe(model, store_maps=True) as probe:
         blocks = probe.blocks
         sample_chunks: dict[str, dict[str, list[torch.Tensor]]] = {n: {} for n in blocks}
         sums: dict[str, dict[str, torch.Tensor]] = {n: {} for n in blocks}
@@ -716,7 +698,7 @@ def feature_sensitivity(
     if unknown:
         raise ValueError(f"layers {unknown} are not modules of {type(model).__name__}; "
                          "see model.named_modules() or use matched_layers(baseline, se_model)")
-    device = _model_device(model)
+    device = model_device(model)
     chunks: dict[str, dict[str, list[torch.Tensor]]] = {n: {"rel": [], "nc": [], "na": []} for n in layers}
     half = {"b": 0}
 
@@ -736,7 +718,7 @@ def feature_sensitivity(
 
     handles = [modules[name].register_forward_hook(make_hook(name)) for name in layers]
     try:
-        with _eval_mode(model):
+        with eval_mode(model):
             for start in range(0, x.shape[0], batch_size):
                 xb = x[start : start + batch_size].to(device, non_blocking=True)
                 xab = x_adv[start : start + batch_size].to(device, non_blocking=True, dtype=xb.dtype)
