@@ -136,3 +136,37 @@ def test_report_renders_in_headless_chromium_and_every_image_loads(study, tmp_pa
     n_figs = len(list((out / "figures").glob("*.png")))
     assert f"<title>IMAGES {n_figs} BROKEN 0</title>" in proc.stdout, proc.stdout[:500] + proc.stderr[-2000:]
     assert "Verdict" in proc.stdout
+
+
+def test_imagefolder_study_with_two_reduction_ratios(tmp_path):
+    """Switching to an ImageFolder tree is one [data] section; several r give one twin each, side by side."""
+    import copy
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 60), ("test", 30)):
+        for c, name in enumerate(("ring", "bar", "dot")):
+            folder = tmp_path / "tree" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n // 3):
+                img = rng.integers(0, 60, (12, 12, 3), dtype=np.uint8)
+                img[2 + c * 3 : 5 + c * 3, 2:10] = 230  # the class is a bright band at a class-specific row
+                Image.fromarray(img).save(folder / f"{i}.png")
+    raw = copy.deepcopy(TINY)
+    raw["study"]["name"] = "folder"
+    raw["data"] = {"name": "imagefolder", "path": str(tmp_path / "tree"), "root": str(tmp_path / "cache"),
+                   "eval_size": 30}
+    raw["model"]["reductions"] = [4, 8]
+    raw["diagnostics"]["enabled"] = False
+    results = run_study(study_config_from_dict(raw), out_dir=tmp_path / "out", progress=False)
+    assert set(results["verdict"]) == {"se_r4", "se_r8"}
+    assert all(v["outcome"] in OUTCOMES for v in results["verdict"].values())
+    assert results["meta"]["dataset"]["num_classes"] == 3 and results["meta"]["dataset"]["image_size"] == [12, 12]
+    import pandas as pd
+
+    robust = pd.read_csv(tmp_path / "out" / "tables" / "robust.csv")
+    assert set(robust["model"]) == {"baseline", "se_r4", "se_r8"}
+    assert (tmp_path / "out" / "figures" / "paired_differences.png").is_file()
+    assert list((tmp_path / "cache" / "imagefolder-cache").glob("*.pt"))

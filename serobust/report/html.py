@@ -90,7 +90,7 @@ def write_report(out: Path, results: dict[str, Any], tables: dict[str, pd.DataFr
         tables={
             "Robust accuracy: SE twin vs baseline across seeds": _table(tables.get("robust_stats")),
             "Gradient-masking diagnostics": _table(_diag_view(tables.get("diagnostics"))),
-            "Black-box checks (Square) against PGD": _table(_mean_view(tables.get("blackbox"), ["model", "attack", "eps"],
+            "Black-box checks (Square; compare with PGD in the robust-accuracy table)": _table(_mean_view(tables.get("blackbox"), ["model", "attack", "eps"],
                                                                        ["robust_acc"])),
             "Transfer between the twins": _table(tables.get("transfer")),
             "Adaptive attacks on the mechanism": _table(tables.get("adaptive")),
