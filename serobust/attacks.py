@@ -40,7 +40,6 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from types import MappingProxyType
 from typing import Any
 
@@ -352,28 +351,7 @@ def _as_specs(attacks: str | AttackSpec | Iterable[str | AttackSpec]) -> list[At
 
 def _parse_radius(value: Any, *, name: str) -> float:
     """An L2 radius: like parse_eps (numbers, '128/255' strings) but not capped at 1."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if "/" in text:
-                num, den = text.split("/", 1)
-                out = float(Fraction(num.strip())) / float(Fraction(den.strip()))
-            else:
-                out = float(text)
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"{name} {value!r} is not a number; write a float or a fraction like '128/255'") from None
-    else:
-        try:
-            out = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
-    if math.isnan(out):
-        raise ValueError(f"{name} is NaN; give an L2 radius >= 0 in [0, 1] pixel units")
-    if not math.isfinite(out) or out < 0:
-        raise ValueError(f"{name} must be a finite L2 radius >= 0, got {out}")
-    return out
+    return parse_eps(value, name=name, upper=None)
 
 
 def _parse_eps_for(spec: AttackSpec, raw: Any, *, name: str) -> float:

@@ -9,11 +9,15 @@ from fractions import Fraction
 __all__ = ["parse_eps", "parse_eps_list"]
 
 
-def parse_eps(value: float | int | str, *, name: str = "eps") -> float:
+def parse_eps(value: float | int | str, *, name: str = "eps", upper: float | None = 1.0) -> float:
     """Parse one budget in [0, 1] pixel units; strings such as ``"8/255"`` or ``"0.03"`` are accepted.
 
+    Args:
+        upper: the largest allowed value; 1 for Linf budgets (images live in [0, 1]), ``None`` for L2
+            radii, which may exceed 1 but must be finite.
+
     Raises:
-        ValueError: not a number, NaN, negative or above 1 (images live in [0, 1]; an eps of 8 almost
+        ValueError: not a number, NaN, negative, infinite or above ``upper`` (an Linf eps of 8 almost
             certainly meant 8/255).
     """
     if isinstance(value, bool):
@@ -39,9 +43,10 @@ def parse_eps(value: float | int | str, *, name: str = "eps") -> float:
         raise ValueError(f"{name} is NaN; give a number in [0, 1] pixel units")
     if out < 0:
         raise ValueError(f"{name} must be >= 0, got {out}")
-    if out > 1:
-        hint = f" (did you mean {value}/255?)" if out >= 1 else ""
-        raise ValueError(f"{name} must be <= 1 in [0, 1] pixel units, got {out}{hint}")
+    if upper is not None and out > upper:
+        raise ValueError(f"{name} must be <= {upper:g} in [0, 1] pixel units, got {out} (did you mean {value}/255?)")
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be finite, got {out}")
     return out
 
 
