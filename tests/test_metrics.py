@@ -21,15 +21,7 @@ from serobust.metrics import (
 )
 from serobust.models.se import SqueezeExcite
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on the shared 2-core machine
-    (measured 30 s -> 0.3 s for a small PGD loop under load); restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 BLOCKS = ["features.0.se", "features.1.se", "features.3.se", "features.4.se", "features.6.se"]

@@ -13,15 +13,7 @@ from serobust.models.se import SqueezeExcite
 from serobust.probe import ExcitationProbe
 from serobust.se_adapters import NoSEModuleError
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP oversubscription on the shared 2-core machine
-    (measured 30 s -> 0.3 s for a small PGD loop under load); restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SELayer(nn.Module):
