@@ -52,7 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from .eps import parse_eps
-from .module_state import model_device
+from .runtime import model_device
 
 __all__ = [
     "ATTACKS",

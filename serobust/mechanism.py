@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .eps import parse_eps_list
-from .module_state import eval_mode, model_device
+from .runtime import eval_mode, model_device
 from .se_adapters import NoSEModuleError, SEBlock, find_se_modules
 
 __all__ = [

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from .eps import parse_eps_list
-from .module_state import eval_mode, model_device
+from .runtime import eval_mode, model_device
 from .probe import ExcitationProbe
 from .se_adapters import NoSEModuleError, find_se_modules
 

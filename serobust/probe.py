@@ -107,6 +107,10 @@ class ExcitationProbe:
         streaming: keep only running aggregates per block instead of per-sample records.
         store_maps: also keep the maps ``u`` and ``g`` (not with ``streaming``).
         blocks: names of the SE modules to probe (as in :attr:`blocks`); default all.
+        differentiable: keep the autograd graph of the records (z, s and the norms are not detached),
+            so a loss on them can be differentiated with respect to the input: adaptive attacks and
+            detectors read excitations this way. Not with ``streaming``; call :meth:`clear` between
+            steps so old graphs are freed.
 
     Raises:
         NoSEModuleError: the model has no SE module a registered adapter recognises.
@@ -121,7 +125,11 @@ class ExcitationProbe:
         streaming: bool = False,
         store_maps: bool = False,
         blocks: Iterable[str] | None = None,
+        differentiable: bool = False,
     ) -> None:
+        if streaming and differentiable:
+            raise ValueError("differentiable=True keeps per-call records with their graphs; streaming=True keeps "
+                             "only running aggregates: choose one of them")
         if streaming and store_maps:
             raise ValueError("store_maps=True keeps per-sample maps, which streaming=True exists to avoid; "
                              "choose one of them")
@@ -142,6 +150,7 @@ class ExcitationProbe:
         self.model = model
         self.streaming = streaming
         self.store_maps = store_maps
+        self.differentiable = differentiable
         self._se: list[SEBlock] = found
         self._state = {b.name: _BlockState(b.name, _infer_channels(b.module)) for b in found}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -220,7 +229,8 @@ class ExcitationProbe:
             if not isinstance(output, torch.Tensor):
                 raise TypeError(f"the gate of SE block {state.name!r} returned {type(output).__name__}, "
                                 "not a tensor; register the right gate with register_se_adapter")
-            state.pending_s = output.detach().reshape(output.shape[0], -1)  # (B, C, 1, 1) -> (B, C)
+            s = output if self.differentiable else output.detach()
+            state.pending_s = s.reshape(output.shape[0], -1)  # (B, C, 1, 1) -> (B, C)
 
         return gate_hook
 
@@ -232,8 +242,8 @@ class ExcitationProbe:
             if s is None:
                 raise RuntimeError(f"SE block {state.name!r} ran without calling its gate; the adapter's "
                                    "gate name is wrong: fix it with register_se_adapter(<class>, gate=...)")
-            u = args[0].detach()
-            g = output.detach()
+            u = args[0] if self.differentiable else args[0].detach()
+            g = output if self.differentiable else output.detach()
             spatial = tuple(range(2, u.ndim))
             z = u.mean(dim=spatial, dtype=torch.float32)  # (B, C, H, W) -> (B, C)
             if s.shape != z.shape:

@@ -1,0 +1,175 @@
+"""Where a model runs and in which state, and what its inputs must look like: one home for both.
+
+* :func:`resolve_device`, :func:`model_device`: the device to run on, the device a model lives on;
+* :func:`eval_mode`, :func:`attack_state`: eval mode (and frozen parameters for attacks) with every
+  submodule's own mode and flag restored afterwards, also on exceptions (as torchattacks does);
+* :func:`check_images`, :class:`BatchGuard`: images must be float in [0, 1] without NaN, labels integer
+  class indices. ``check_images`` checks a whole tensor at once (one host sync per call);
+  ``BatchGuard`` checks every batch of a stream on the device and reads the flags back once, so a
+  loop over batches never waits on the host, and a bad later batch is blamed on the input, by batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .errors import DeviceError, InputError
+
+__all__ = [
+    "resolve_device",
+    "model_device",
+    "eval_mode",
+    "attack_state",
+    "check_images",
+    "check_labels",
+    "BatchGuard",
+]
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"`` means CUDA when available, else the CPU.
+
+    Raises:
+        DeviceError: ``cuda`` was asked for but no GPU is visible.
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise DeviceError(f"unknown device {device!r} ({e}); use 'auto', 'cpu' or 'cuda'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' was asked for but torch.cuda.is_available() is False on this machine; "
+                          "use device = 'cpu' (or 'auto')")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"device {device} does not exist: {torch.cuda.device_count()} GPU(s) are visible")
+    return device
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """Run in eval mode and restore every submodule's own mode afterwards."""
+    modes = [(m, m.training) for model in models for m in model.modules()]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for module, mode in reversed(modes):
+            module.training = mode
+
+
+@contextlib.contextmanager
+def attack_state(*models: nn.Module) -> Iterator[None]:
+    """Eval mode and ``requires_grad=False`` on every parameter; modes and flags restored afterwards.
+
+    Attacks need gradients with respect to the input only: frozen parameters never receive a
+    ``.grad`` (torchattacks' FAB calls ``backward``), and the backward pass skips weight gradients.
+    """
+    flags = [(p, p.requires_grad) for model in models for p in model.parameters()]
+    with eval_mode(*models):
+        try:
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield
+        finally:
+            for p, flag in reversed(flags):
+                p.requires_grad_(flag)
+
+
+def _shape_checks(x: torch.Tensor, name: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{name} must be a tensor of images (N, C, H, W) in [0, 1], got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise InputError(f"{name} must be float images in [0, 1], got dtype {x.dtype}; "
+                         "for uint8 images use x.float() / 255")
+    if x.ndim != 4:
+        raise InputError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
+
+
+def _range_message(name: str, lo: float, hi: float, n_nan: int, where: str = "") -> str:
+    if n_nan:
+        return (f"{name}{where} holds {n_nan} NaN value(s); fix the data (every pixel must be a number "
+                "in [0, 1])")
+    hint = ("; these look like 0..255 pixels: divide by 255" if hi > 1.5 else
+            "; undo any Normalize transform: serobust models normalize inside")
+    return f"{name}{where} must lie in [0, 1], found values in [{lo:.4g}, {hi:.4g}]{hint}"
+
+
+def check_images(x: torch.Tensor, *, name: str = "x") -> None:
+    """Raise :class:`InputError` unless ``x`` is a float (N, C, H, W) tensor in [0, 1] without NaN.
+
+    One reduction over the whole tensor and one host sync: call it once per call of a library
+    function, not once per batch (use :class:`BatchGuard` for streams).
+    """
+    _shape_checks(x, name)
+    if x.numel() == 0:
+        return
+    stats = torch.stack([x.isnan().sum().to(x.dtype), x.nan_to_num(0.5).amin(), x.nan_to_num(0.5).amax()])
+    n_nan, lo, hi = stats.tolist()
+    if n_nan or lo < 0 or hi > 1:
+        raise InputError(_range_message(name, lo, hi, int(n_nan)))
+
+
+def check_labels(y: torch.Tensor, n: int, *, name: str = "y") -> None:
+    """Raise :class:`InputError` unless ``y`` is an integer (n,) tensor of non-negative class indices."""
+    if not isinstance(y, torch.Tensor):
+        raise InputError(f"{name} must be a tensor of integer labels, shape ({n},), got {type(y).__name__}")
+    if y.ndim != 1 or len(y) != n:
+        raise InputError(f"{name} must have shape ({n},) to match the images, got {tuple(y.shape)}")
+    if torch.is_floating_point(y) or y.dtype == torch.bool or y.is_complex():
+        raise InputError(f"{name} must hold integer class indices, got dtype {y.dtype}; pass y.long()")
+
+
+class BatchGuard:
+    """Input checks of every batch of a stream, on the device, read back once.
+
+    ``guard(xb)`` records (NaN count, min, max) of a batch as a device tensor (no host sync);
+    :meth:`check` reads all of them in one transfer and raises :class:`InputError` naming the first
+    bad batch. Call ``check`` before any sanity check of the results, so that a bad input is blamed
+    on the input and not on the harness.
+
+    Args:
+        name: how the input is called in the error message (``"images"``).
+        batch_size: the batch size, to translate the batch number into example indices.
+    """
+
+    def __init__(self, name: str = "images", *, batch_size: int | None = None) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self._stats: list[torch.Tensor] = []
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        """Record one batch's statistics; returns ``xb`` unchanged."""
+        _shape_checks(xb, self.name)
+        if xb.numel():
+            clean = xb.detach().nan_to_num(0.5)
+            self._stats.append(torch.stack([xb.detach().isnan().sum().to(clean.dtype), clean.amin(), clean.amax()]))
+        return xb
+
+    def check(self) -> None:
+        """One host sync for every batch recorded so far; raise on the first bad one."""
+        if not self._stats:
+            return
+        table = torch.stack(self._stats).cpu()  # (batches, 3)
+        bad = (table[:, 0] > 0) | (table[:, 1] < 0) | (table[:, 2] > 1)
+        if not bool(bad.any()):
+            return
+        b = int(bad.nonzero()[0, 0])
+        n_nan, lo, hi = table[b].tolist()
+        where = f" (batch {b}" + (f", examples {b * self.batch_size}..{(b + 1) * self.batch_size - 1})"
+                                  if self.batch_size else ")")
+        raise InputError(_range_message(self.name, lo, hi, int(n_nan), where))
