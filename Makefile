@@ -5,9 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.serobust-installed
 CONFIG ?= experiments/mnist.toml
+JOBS ?=
 PYTEST_ARGS ?=
 
-.PHONY: robustness test test-all lint clean venv
+.PHONY: robustness robustness-at test test-all lint clean venv
 
 venv: $(STAMP)
 
@@ -17,8 +18,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# `make robustness CONFIG=` (empty) falls back to the default study; JOBS=N overrides execution.jobs
 robustness: $(STAMP)
-	$(VENV)/bin/serobust run $(CONFIG)
+	$(VENV)/bin/serobust run $(or $(strip $(CONFIG)),experiments/mnist.toml) $(if $(strip $(JOBS)),--jobs $(JOBS))
+
+# the adversarially trained twins on mnist5k (robust accuracy away from the floor, AutoAttack)
+robustness-at: $(STAMP)
+	$(VENV)/bin/serobust run experiments/mnist_at.toml $(if $(strip $(JOBS)),--jobs $(JOBS))
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

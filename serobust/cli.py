@@ -1,26 +1,105 @@
-"""Command line: ``serobust run CONFIG`` runs (or resumes) a study; ``serobust check CONFIG`` validates one."""
+"""Command line: ``serobust run CONFIG`` runs (or resumes) a study, ``serobust check CONFIG...`` validates
+configs, ``serobust report FOLDER --single-file`` writes a finished report as one mailable HTML file.
+
+Errors a user can fix (a bad config, missing data, a full disk, a folder in the way) print one line,
+``serobust: error: <config key or path>: <what is wrong and how to fix it>``, and exit with status 2; only
+bugs print a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
 
+DEFAULT_CONFIG = Path("experiments/mnist.toml")
+
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device: free some space or write elsewhere with --out",
+    errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere with --out",
+    errno.EACCES: "permission denied: make it writable, or write elsewhere with --out",
+    errno.EPERM: "operation not permitted: make it writable, or write elsewhere with --out",
+    errno.EROFS: "read-only file system: write elsewhere with --out",
+    errno.EEXIST: "a file is in the way where a folder is needed: move it, or write elsewhere with --out",
+    errno.ENOTDIR: "a file is in the way where a folder is needed: move it, or write elsewhere with --out",
+    errno.EISDIR: "a folder is in the way where a file is needed: move it",
+}
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="serobust", description="Adversarial-robustness studies of SE networks.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run or resume a study and write its report")
-    run.add_argument("config", type=Path, help="study TOML file, e.g. experiments/mnist.toml")
-    run.add_argument("--out", type=Path, default=None, help="output folder (default reports/<study name>)")
-    run.add_argument("--device", choices=["cpu", "cuda"], default=None, help="override study.device")
+    run.add_argument("config", type=Path, nargs="?", default=None,
+                     help=f"study TOML file (default {DEFAULT_CONFIG})")
+    run.add_argument("--out", type=Path, default=None, help="study folder (default reports/<study name>)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="override study.device")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="tasks at once (overrides execution.jobs; 0 = one per CPU core or GPU slot)")
     run.add_argument("--quiet", action="store_true", help="log warnings only, no progress bar")
-    check = sub.add_parser("check", help="validate a study TOML file and print the resolved config")
-    check.add_argument("config", type=Path)
+    check = sub.add_parser("check", help="validate study TOML files (prints the resolved config of one)")
+    check.add_argument("configs", type=Path, nargs="*", help=f"study TOML files (default {DEFAULT_CONFIG})")
+    report = sub.add_parser("report", help="re-render a finished study's report")
+    report.add_argument("folder", type=Path, help="a study folder, e.g. reports/mnist")
+    report.add_argument("--single-file", action="store_true",
+                        help="write index.single.html with every figure inlined, to mail or attach")
     return p
+
+
+def _error(where: object, message: str) -> int:
+    prefix = f"{where}: " if where else ""
+    print(f"serobust: error: {prefix}{message}", file=sys.stderr)
+    return 2
+
+
+def _os_error(e: OSError) -> int:
+    hint = _OS_HINTS.get(e.errno, e.strerror or str(e))
+    return _error(e.filename, hint)
+
+
+def _check(paths: list[Path]) -> int:
+    from .config import load_study_config
+
+    if len(paths) == 1:
+        import json
+
+        print(json.dumps(load_study_config(paths[0]).to_dict(), indent=2, default=str))
+        return 0
+    for path in paths:
+        load_study_config(path)
+        print(f"{path}: ok")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_study_config
+    from .pipeline import run_study
+
+    cfg = load_study_config(args.config or DEFAULT_CONFIG)
+    if args.jobs is not None and args.jobs < 0:
+        return _error("--jobs", f"{args.jobs} is negative: give 1 or more, or 0 for one per core / GPU slot")
+    results = run_study(cfg, out_dir=args.out, device=args.device, jobs=args.jobs,
+                        progress=False if args.quiet else None)
+    print(f"report: {results['report']}")
+    for twin, v in results["verdict"].items():
+        print(f"verdict ({twin}): {v['outcome']}: {v.get('headline') or v['summary']}")
+    print(f"time: {results['meta']['time_s']} s")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import render_single_file
+
+    if not (args.folder / "results.json").is_file():
+        return _error(args.folder, "not a finished study folder (no results.json): run the study first")
+    if not args.single_file:
+        return _error("report", "say what to write: --single-file")
+    print(f"report: {render_single_file(args.folder)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,32 +107,31 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    from .config import ConfigError, load_study_config
-    from .io import CheckpointError
+    from .errors import SerobustError
+    from .study.executors import TaskFailed
 
-    known_errors: tuple[type[BaseException], ...] = (ConfigError, CheckpointError, FileNotFoundError)
     try:
-        cfg = load_study_config(args.config)
         if args.command == "check":
-            import json
-
-            print(json.dumps(cfg.to_dict(), indent=2, default=str))
-            return 0
-        from .pipeline import run_study
-
-        results = run_study(cfg, out_dir=args.out, device=args.device, progress=None if not args.quiet else False)
-    except known_errors as e:
-        print(f"serobust: error: {e}", file=sys.stderr)
-        return 2
+            return _check(args.configs or [DEFAULT_CONFIG])
+        if args.command == "report":
+            return _report(args)
+        return _run(args)
+    except SerobustError as e:
+        return _error(e.where, str(e))
+    except TaskFailed as e:
+        cause = e.error
+        task = f" (task {e.task.label!r}, stage {e.task.stage}, key {e.task.key}; finished tasks are kept)"
+        if isinstance(cause, SerobustError):
+            return _error(cause.where, f"{cause}{task}")
+        if isinstance(cause, OSError):
+            return _error(cause.filename, f"{_OS_HINTS.get(cause.errno, cause.strerror or cause)}{task}")
+        raise
+    except OSError as e:
+        return _os_error(e)
     except KeyboardInterrupt:
-        print("serobust: interrupted; finished stages are kept, run the same command again to resume",
+        print("serobust: interrupted; finished tasks are kept, run the same command again to resume",
               file=sys.stderr)
         return 130
-    print(f"report: {results['report']}")
-    for twin, v in results["verdict"].items():
-        print(f"verdict ({twin}): {v['outcome']}: {v['summary']}")
-    print(f"time: {results['meta']['time_s']} s")
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,16 @@
-"""Study configurations: TOML files loaded into frozen dataclasses, validated once at load.
+"""Study configurations: TOML files loaded into frozen dataclasses, validated whole at load.
 
 A study file has one table per section (``[study]``, ``[data]``, ``[model]``, ``[train]``, ``[attacks]``,
-``[diagnostics]``, ``[probe]``, ``[mechanism]``, ``[stats]``, ``[report]``); every key is optional except
-``study.name``. Unknown keys, wrong types and out-of-range values raise :class:`ConfigError` naming the
-key (as ``section.key``) and what is allowed. ``experiments/mnist.toml`` documents every key.
+``[diagnostics]``, ``[probe]``, ``[mechanism]``, ``[stats]``, ``[report]``, ``[execution]``); every key is
+optional except ``study.name``. ``experiments/mnist.toml`` documents every key.
+
+Everything a run will need is checked here, through the same registries the run uses (attack names and
+options through :func:`serobust.attack`, architectures and SE reductions through the model registry,
+dataset names through :data:`serobust.DATASETS`, the device through :func:`serobust.runtime.resolve_device`),
+so ``serobust check`` and ``serobust run`` can never disagree about a config. A few rules cover every key
+of their kind: every number must be finite, every budget list non-empty and free of duplicates (``0.1`` and
+``"1/10"`` are the same budget), every attack table a registered attack with valid options. Violations raise
+:class:`ConfigError` naming the key (``section.key``) and what is allowed.
 """
 
 from __future__ import annotations
@@ -11,16 +18,22 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import importlib.util
 import json
+import math
 import re
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from .eps import parse_eps
+from .errors import SerobustError
+from .names import CONTROLS
 from .trainer import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -28,31 +41,66 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = [
-    "ConfigError",
-    "StudyConfig",
-    "load_study_config",
-    "study_config_from_dict",
-    "config_hash",
-]
+__all__ = ["ConfigError", "StudyConfig", "load_study_config", "study_config_from_dict", "config_hash"]
 
 
-class ConfigError(ValueError):
+class ConfigError(SerobustError, ValueError):
     """A study configuration is invalid; the message names the key and what is allowed."""
 
 
+# ---------------------------------------------------------------------------------------------- shared rules
+
+def _budgets(values: Sequence[Any], key: str, *, upper: float | None = 1.0) -> tuple[float, ...]:
+    """A non-empty list of distinct budgets in [0, 1] pixel units (``"8/255"`` strings allowed)."""
+    try:
+        out = tuple(parse_eps(v, name=f"{key}[{i}]", upper=upper) for i, v in enumerate(values))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not out:
+        raise ConfigError(f"{key} is empty: give at least one budget")
+    seen: dict[float, int] = {}
+    for i, e in enumerate(out):
+        if e in seen:
+            raise ConfigError(f"{key}[{i}] = {values[i]!r} repeats {key}[{seen[e]}] = {values[seen[e]]!r} "
+                              f"(both are {e:g}): give each budget once")
+        seen[e] = i
+    return out
+
+
+def _attack_spec(table: Any, key: str):
+    """The AttackSpec of a config attack table, validated by the attack registry the run uses."""
+    from .attacks import attack
+
+    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
+        raise ConfigError(f"{key} must be a table with a 'name' key, e.g. {{ name = \"pgd\", steps = 10 }}; got {table!r}")
+    options = {k: v for k, v in table.items() if k != "name"}
+    try:
+        return attack(table["name"], **options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{key} ({table['name']}): {e}") from None
+
+
+def _positive(section: str, **values: float) -> None:
+    for name, v in values.items():
+        if not v >= 1:
+            raise ConfigError(f"{section}.{name} = {v!r}: must be >= 1")
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
 @dataclass(frozen=True)
 class StudySection:
-    name: str  # folder name under reports/ (letters, digits, '-', '_')
+    name: str  # folder name under reports/ (letters, digits, '-', '_', '.'; not starting with '.')
     seeds: tuple[int, ...] = (0, 1, 2)  # one baseline/SE pair per seed; seeds are the unit of replication
     device: str = "auto"  # "auto" (CUDA when available), "cpu" or "cuda"
     description: str = ""
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
-            raise ConfigError(f"study.name = {self.name!r}: use letters, digits, '-', '_' or '.' only")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"study.seeds = {list(self.seeds)}: give at least one seed, without repeats")
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", self.name) or len(self.name) > 100:
+            raise ConfigError(f"study.name = {self.name!r}: use letters, digits, '-', '_' or '.' (not first), "
+                              "at most 100; it names the folder reports/<name>/")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
+            raise ConfigError(f"study.seeds = {list(self.seeds)}: give at least one seed >= 0, without repeats")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"study.device = {self.device!r}: allowed 'auto', 'cpu', 'cuda'")
 
@@ -67,10 +115,16 @@ class DataSection:
     eval_size: int = 500  # stratified test subset that attacks and probes use; 0 = the whole test split
 
     def __post_init__(self) -> None:
+        from .data import DATASETS
+
+        if self.name not in DATASETS:
+            raise ConfigError(f"data.name = {self.name!r}: allowed {', '.join(DATASETS)}")
         if self.train_size < 0 or self.eval_size < 0:
             raise ConfigError("data.train_size and data.eval_size must be >= 0 (0 = whole split)")
         if self.name == "imagefolder" and not self.path:
             raise ConfigError("data.path is required when data.name = 'imagefolder' (a split/class/image tree)")
+        if self.path and self.name != "imagefolder":
+            raise ConfigError(f"data.path is only read for data.name = 'imagefolder', not {self.name!r}: remove it")
 
 
 @dataclass(frozen=True)
@@ -80,14 +134,17 @@ class ModelSection:
     min_hidden: int = 8  # floor of the SE bottleneck width
 
     def __post_init__(self) -> None:
-        from .models import ARCHITECTURES
+        from .models import ARCHITECTURES, se_hidden_width
 
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"model.arch = {self.arch!r}: allowed {', '.join(ARCHITECTURES)}")
-        if not self.reductions or any(not r > 0 for r in self.reductions) or len(set(self.reductions)) != len(
-            self.reductions
-        ):
-            raise ConfigError(f"model.reductions = {list(self.reductions)}: give distinct positive ratios")
+        if not self.reductions or len(set(self.reductions)) != len(self.reductions):
+            raise ConfigError(f"model.reductions = {list(self.reductions)}: give one or more distinct ratios")
+        for i, r in enumerate(self.reductions):
+            try:  # the function every SE gate sizes itself with
+                se_hidden_width(64, r, self.min_hidden)
+            except ValueError as e:
+                raise ConfigError(f"model.reductions[{i}] = {r!r}: {e}") from None
         if self.min_hidden < 1:
             raise ConfigError("model.min_hidden must be >= 1")
 
@@ -104,23 +161,24 @@ class AttacksSection:
     transfer: bool = True  # baseline <-> SE transfer at black_box_eps
 
     def __post_init__(self) -> None:
-        for key in ("eps", "black_box_eps"):
-            vals = getattr(self, key)
-            try:
-                object.__setattr__(self, key, tuple(parse_eps(v, name=f"attacks.{key}[{i}]") for i, v in enumerate(vals)))
-            except ValueError as e:
-                raise ConfigError(str(e)) from None
-        if not self.eps:
-            raise ConfigError("attacks.eps is empty: give at least one budget")
-        names = [a.get("name") for a in self.white_box]
+        object.__setattr__(self, "eps", _budgets(self.eps, "attacks.eps"))
+        if self.black_box or self.transfer:
+            object.__setattr__(self, "black_box_eps", _budgets(self.black_box_eps, "attacks.black_box_eps"))
+        if not self.white_box:
+            raise ConfigError("attacks.white_box is empty: give at least the main attack, e.g. [{ name = \"pgd\" }]")
+        for key in ("white_box", "black_box"):
+            specs = [_attack_spec(t, f"attacks.{key}[{i}]") for i, t in enumerate(getattr(self, key))]
+            labels = [s.label for s in specs]
+            for i, label in enumerate(labels):
+                if labels.index(label) != i:
+                    raise ConfigError(f"attacks.{key}[{i}] repeats attacks.{key}[{labels.index(label)}] ({label})")
+        names = [a["name"] for a in self.white_box]
         if self.main not in names:
             raise ConfigError(f"attacks.main = {self.main!r} must be one of the white_box attacks: {names}")
-        for key in ("white_box", "black_box"):
-            for i, spec in enumerate(getattr(self, key)):
-                if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-                    raise ConfigError(f"attacks.{key}[{i}] must be a table with a 'name' key, got {spec!r}")
-        if self.black_box_size < 1 or self.batch_size < 1:
-            raise ConfigError("attacks.black_box_size and attacks.batch_size must be >= 1")
+        if names.count(self.main) > 1:
+            raise ConfigError(f"attacks.main = {self.main!r} names {names.count(self.main)} white_box attacks; "
+                              "keep one attack of that name")
+        _positive("attacks", black_box_size=self.black_box_size, batch_size=self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -135,13 +193,17 @@ class DiagnosticsSection:
     large_eps: float = 0.6  # accuracy must be near 0 here
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "eps", tuple(parse_eps(v, name=f"diagnostics.eps[{i}]") for i, v in enumerate(self.eps)))
-            parse_eps(self.large_eps, name="diagnostics.large_eps")
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.size < 1 or any(s < 1 for s in self.steps) or any(r < 1 for r in self.restarts):
-            raise ConfigError("diagnostics.size, steps and restarts must be >= 1")
+        eps = _budgets(self.eps, "diagnostics.eps")
+        if not any(e > 0 for e in eps):
+            raise ConfigError("diagnostics.eps needs at least one budget > 0")
+        object.__setattr__(self, "eps", eps)
+        (large,) = _budgets([self.large_eps], "diagnostics.large_eps")
+        object.__setattr__(self, "large_eps", large)
+        if not self.steps or not self.restarts:
+            raise ConfigError("diagnostics.steps and diagnostics.restarts need at least one value each")
+        if any(s < 1 for s in self.steps) or any(r < 1 for r in self.restarts):
+            raise ConfigError("diagnostics.steps and diagnostics.restarts must be >= 1")
+        _positive("diagnostics", size=self.size, square_queries=self.square_queries)
         if self.seeds < 0:
             raise ConfigError("diagnostics.seeds must be >= 0 (0 = every seed)")
 
@@ -151,20 +213,20 @@ class ProbeSection:
     enabled: bool = True
     size: int = 300  # examples probed
     eps: tuple[float, ...] = (0.1, 0.2, 0.3)
-    attack: str = "pgd"
+    attack: str = "pgd"  # a registered attack; its options come from attacks.white_box when listed there
     controls: tuple[str, ...] = ("sign_noise", "gaussian")  # random perturbations of the same size
     per_channel: bool = True  # block x channel table (heatmap)
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "eps", tuple(parse_eps(v, name=f"probe.eps[{i}]") for i, v in enumerate(self.eps)))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        allowed = {"sign_noise", "gaussian"}
-        if not set(self.controls) <= allowed:
-            raise ConfigError(f"probe.controls = {list(self.controls)}: allowed {sorted(allowed)}")
-        if self.size < 1:
-            raise ConfigError("probe.size must be >= 1")
+        object.__setattr__(self, "eps", _budgets(self.eps, "probe.eps"))
+        _attack_spec({"name": self.attack}, "probe.attack")
+        if not self.controls:
+            raise ConfigError(f"probe.controls is empty: the shift under attack is read against random noise; "
+                              f"give one or more of {list(CONTROLS)}")
+        bad = [c for c in self.controls if c not in CONTROLS]
+        if bad or len(set(self.controls)) != len(self.controls):
+            raise ConfigError(f"probe.controls = {list(self.controls)}: allowed {list(CONTROLS)}, each once")
+        _positive("probe", size=self.size)
 
 
 @dataclass(frozen=True)
@@ -176,12 +238,13 @@ class MechanismSection:
     weight: float = 1.0  # weight of the excitation-shift term of excitation_pgd
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "eps", parse_eps(self.eps, name="mechanism.eps"))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.size < 1 or self.steps < 1 or self.weight < 0:
-            raise ConfigError("mechanism.size and steps must be >= 1 and weight >= 0")
+        (eps,) = _budgets([self.eps], "mechanism.eps")
+        if eps == 0:
+            raise ConfigError("mechanism.eps must be > 0: interventions compare clean and adversarial inputs")
+        object.__setattr__(self, "eps", eps)
+        _positive("mechanism", size=self.size, steps=self.steps)
+        if self.weight < 0:
+            raise ConfigError(f"mechanism.weight = {self.weight}: must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -193,9 +256,13 @@ class StatsSection:
 
     def __post_init__(self) -> None:
         if not 0.5 < self.confidence < 1:
-            raise ConfigError("stats.confidence must be in (0.5, 1)")
-        if not 0 < self.alpha < 1 or self.n_resamples < 100 or self.min_effect < 0:
-            raise ConfigError("stats.alpha must be in (0, 1), n_resamples >= 100, min_effect >= 0")
+            raise ConfigError(f"stats.confidence = {self.confidence}: must be in (0.5, 1), e.g. 0.95")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"stats.alpha = {self.alpha}: must be in (0, 1)")
+        if self.n_resamples < 100:
+            raise ConfigError(f"stats.n_resamples = {self.n_resamples}: must be >= 100 (10000 recommended)")
+        if not 0 <= self.min_effect < 1:
+            raise ConfigError(f"stats.min_effect = {self.min_effect}: a fraction of accuracy in [0, 1), e.g. 0.01")
 
 
 @dataclass(frozen=True)
@@ -204,10 +271,32 @@ class ReportSection:
     example_eps: float = 0.2
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "example_eps", parse_eps(self.example_eps, name="report.example_eps"))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        (eps,) = _budgets([self.example_eps], "report.example_eps")
+        object.__setattr__(self, "example_eps", eps)
+        _positive("report", examples=self.examples)
+
+
+@dataclass(frozen=True)
+class ExecutionSection:
+    """How the study's tasks run; never what they compute, except the CPU thread count (see ``threads``)."""
+
+    executor: str = "local"  # "local" (this machine) or "ray" (a local Ray or an existing cluster)
+    jobs: int = 1  # tasks at once; 1 = in this process; 0 = one per CPU core / threads, jobs_per_gpu per GPU
+    jobs_per_gpu: int = 4  # on CUDA, tasks sharing one GPU (small models leave a GPU mostly idle)
+    threads: int = 1  # CPU intra-op threads per task: fixed per study because CPU results depend on it
+    address: str = ""  # ray: "" starts a local Ray for the run; "auto" or "ray://host:10001" joins a cluster
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"execution.executor = {self.executor!r}: allowed 'local', 'ray'")
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise ConfigError("execution.executor = 'ray' needs Ray installed: pip install 'serobust[ray]'")
+        if self.jobs < 0:
+            raise ConfigError(f"execution.jobs = {self.jobs}: give 1 or more tasks at once, or 0 for one per core "
+                              "or GPU slot")
+        _positive("execution", jobs_per_gpu=self.jobs_per_gpu, threads=self.threads)
+        if self.address and self.executor != "ray":
+            raise ConfigError("execution.address is for executor = 'ray'; remove it or set executor = 'ray'")
 
 
 @dataclass(frozen=True)
@@ -224,12 +313,19 @@ class StudyConfig:
     mechanism: MechanismSection = field(default_factory=MechanismSection)
     stats: StatsSection = field(default_factory=StatsSection)
     report: ReportSection = field(default_factory=ReportSection)
+    execution: ExecutionSection = field(default_factory=ExecutionSection)
     source: str = ""  # the file it came from (not part of the hash)
+    eps_labels: dict = field(default_factory=dict, compare=False)  # budget -> how the file wrote it ("8/255")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("source", None)
+        d.pop("eps_labels", None)
         return d
+
+    def eps_label(self, eps: float) -> str:
+        """A budget as the config wrote it when that was a fraction (``8/255``), else ``%g``."""
+        return self.eps_labels.get(repr(float(eps)), f"{eps:g}")
 
 
 _SECTIONS: dict[str, type] = {
@@ -243,6 +339,7 @@ _SECTIONS: dict[str, type] = {
     "mechanism": MechanismSection,
     "stats": StatsSection,
     "report": ReportSection,
+    "execution": ExecutionSection,
 }
 
 
@@ -255,7 +352,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        errors = []
         for arg in args:
             if arg is type(None):
                 if value is None:
@@ -263,8 +359,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 continue
             try:
                 return _coerce(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                pass
         raise ConfigError(f"{key} = {value!r}: expected {' or '.join(_type_name(a) for a in args)}")
     if origin is tuple:
         (inner, _ellipsis) = typing.get_args(tp)
@@ -280,14 +376,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected an integer")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{key} = {value!r}: expected a number")
-        if isinstance(value, str):
-            try:
-                return parse_eps(value, name=key) if "/" in value else float(value)
-            except ValueError:
-                raise ConfigError(f"{key} = {value!r}: expected a number (fractions like '8/255' allowed)") from None
-        return float(value)
+        return _number(value, key)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} = {value!r}: expected a string")
@@ -297,6 +386,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key} = {value!r}: expected a table")
         return dict(value)
     raise ConfigError(f"{key}: unsupported type {tp}")  # a serobust bug
+
+
+def _number(value: Any, key: str) -> float:
+    """A finite number; strings such as ``"8/255"`` or ``"0.1"`` are read as numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key} = {value!r}: expected a number")
+    try:
+        out = float(Fraction(value.strip())) if isinstance(value, str) and "/" in value else float(value)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{key} = {value!r}: expected a number (fractions like '8/255' allowed)") from None
+    if not math.isfinite(out):
+        raise ConfigError(f"{key} = {value!r}: expected a finite number")
+    return out
 
 
 def _section(cls: type, raw: Any, section: str) -> Any:
@@ -319,14 +421,39 @@ def _section(cls: type, raw: Any, section: str) -> Any:
         raise ConfigError(f"[{section}] {e}") from None
 
 
+def _eps_labels(raw: Any) -> dict[str, str]:
+    """Every ``"k/n"`` string of the file, keyed by the repr of its value, so reports write budgets as given."""
+    out: dict[str, str] = {}
+    if isinstance(raw, dict):
+        for v in raw.values():
+            out.update(_eps_labels(v))
+    elif isinstance(raw, list):
+        for v in raw:
+            out.update(_eps_labels(v))
+    elif isinstance(raw, str) and re.fullmatch(r"\s*\d+\s*/\s*\d+\s*", raw):
+        num, den = (int(x) for x in raw.split("/"))
+        if den:
+            out[repr(num / den)] = f"{num}/{den}"
+    return out
+
+
 def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: Path | None = None) -> StudyConfig:
-    """Validate a parsed TOML document; ``base_dir`` resolves a relative ``data.path``."""
+    """Validate a parsed TOML document; ``base_dir`` resolves a relative ``data.path``.
+
+    Raises:
+        ConfigError: the first invalid key, named.
+        DeviceError: ``study.device = "cuda"`` on a machine without a GPU.
+    """
+    from .runtime import resolve_device
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a study config is a table of sections, got {type(raw).__name__}")
     unknown = set(raw) - set(_SECTIONS)
     if unknown:
         raise ConfigError(
             f"unknown section(s) {', '.join(sorted(unknown))}; allowed sections: {', '.join(_SECTIONS)}"
         )
-    if "study" not in raw or "name" not in raw.get("study", {}):
+    if "study" not in raw or not isinstance(raw["study"], dict) or "name" not in raw["study"]:
         raise ConfigError("study.name is required ([study] name = \"...\")")
     sections = {name: _section(cls, raw[name], name) for name, cls in _SECTIONS.items() if name in raw}
     if "data" in sections and sections["data"].path and base_dir is not None:
@@ -334,7 +461,11 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
         if not p.is_absolute():
             p = (base_dir / p).resolve()
         sections["data"] = dataclasses.replace(sections["data"], path=str(p))
-    cfg = StudyConfig(**sections, source=source)
+    cfg = StudyConfig(**sections, source=source, eps_labels=_eps_labels(raw))
+    try:
+        resolve_device(cfg.study.device)
+    except SerobustError as e:
+        raise ConfigError(f"study.device = {cfg.study.device!r}: {e}") from None
     return cfg
 
 
@@ -342,24 +473,28 @@ def load_study_config(path: str | Path) -> StudyConfig:
     """Read and validate a study TOML file.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ConfigError: invalid TOML, unknown keys, wrong types or out-of-range values (named in the message).
+        ConfigError: missing or unreadable file, invalid TOML or UTF-8, unknown keys, wrong types or
+            out-of-range values (named in the message); ``where`` is the file.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"study config {path} not found; the bundled ones live in experiments/")
+        raise ConfigError(f"study config {path} not found; the bundled ones live in experiments/", where=str(path))
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"not UTF-8 text (byte {e.start}): save the file as UTF-8", where=str(path)) from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+        raise ConfigError(f"not valid TOML: {e}", where=str(path)) from None
+    except OSError as e:
+        raise ConfigError(f"cannot be read: {e.strerror}", where=str(path)) from None
     try:
         return study_config_from_dict(raw, source=str(path), base_dir=path.parent.resolve())
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(str(e), where=str(path)) from None
 
 
 def config_hash(obj: Any, length: int = 12) -> str:
-    """A short stable hash of a JSON-able object (dataclasses are converted), for cache keys."""
+    """A short stable hash of a JSON-able object (dataclasses are converted)."""
     if dataclasses.is_dataclass(obj):
         obj = dataclasses.asdict(obj)
     text = json.dumps(obj, sort_keys=True, default=str)

@@ -8,7 +8,7 @@ command line prints ``serobust: error: <where>: <message>`` and exits with statu
 
 from __future__ import annotations
 
-__all__ = ["SerobustError", "InputError", "DeviceError"]
+__all__ = ["SerobustError", "InputError", "DeviceError", "DatasetNotFoundError", "DatasetFormatError"]
 
 
 class SerobustError(Exception):
@@ -33,3 +33,11 @@ class InputError(SerobustError, ValueError):
 
 class DeviceError(SerobustError, ValueError):
     """A device was asked for that this machine does not have (``cuda`` without a GPU)."""
+
+
+class DatasetNotFoundError(SerobustError, FileNotFoundError):
+    """A dataset's files are not on disk and could not be downloaded; the message names folder, files, fix."""
+
+
+class DatasetFormatError(SerobustError, ValueError):
+    """A dataset file exists but is malformed (bad magic number, wrong shape, truncated, undecodable)."""

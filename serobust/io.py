@@ -17,11 +17,13 @@ from typing import Any
 
 import torch
 
+from .errors import SerobustError
+
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "load_checkpoint",
            "CheckpointError"]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SerobustError, RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or was not written by serobust."""
 
 
@@ -40,10 +42,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; a written file gets the usual mode
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back at once
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .errors import SerobustError
 from .models.se import SqueezeExcite
 
 __all__ = ["SEAdapter", "register_se_adapter", "find_se_modules", "NoSEModuleError", "SEBlock"]
 
 
-class NoSEModuleError(ValueError):
+class NoSEModuleError(SerobustError, ValueError):
     """The model has no module that any registered SE adapter recognises."""
 
 

@@ -65,3 +65,28 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tiny_study(**sections) -> dict:
+    """A tiny study (8x8 digits, 2 seeds, few steps): runs end to end in seconds. Sections override."""
+    import copy
+
+    raw = {
+        "study": {"name": "tiny", "seeds": [0, 1], "device": "cpu"},
+        "data": {"name": "digits", "eval_size": 80},
+        "model": {"arch": "cnn", "reductions": [4]},
+        "train": {"epochs": 4, "batch_size": 64, "lr": 0.05},
+        "attacks": {"eps": [0.0, 0.1, 0.2], "white_box": [{"name": "fgsm"}, {"name": "pgd", "steps": 3}],
+                    "black_box": [{"name": "square", "n_queries": 10}], "black_box_eps": [0.2],
+                    "black_box_size": 30},
+        "diagnostics": {"size": 30, "eps": [0.1, 0.2], "steps": [2, 4], "restarts": [1, 2], "square_queries": 10,
+                        "large_eps": 0.6},
+        "probe": {"size": 40, "eps": [0.1, 0.2]},
+        "mechanism": {"size": 40, "eps": 0.2, "steps": 3},
+        "stats": {"n_resamples": 1000},
+        "report": {"examples": 4},
+    }
+    raw = copy.deepcopy(raw)
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return raw

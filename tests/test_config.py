@@ -70,7 +70,7 @@ def test_invalid_toml_and_missing_file(tmp_path):
     f.write_text("[study\nname=")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_study_config(f)
-    with pytest.raises(FileNotFoundError, match="experiments/"):
+    with pytest.raises(ConfigError, match="experiments/"):
         load_study_config(tmp_path / "missing.toml")
 
 

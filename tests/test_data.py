@@ -405,7 +405,7 @@ def test_imagefolder_pixel_exact_and_cached(tmp_path, monkeypatch):
     def no_decode(files):
         raise AssertionError("decoded again although a cache exists")
 
-    monkeypatch.setattr(sd, "_decode_images", no_decode)
+    monkeypatch.setattr(sd.imagefolder, "_decode_images", no_decode)
     again = load_dataset("imagefolder", root=cache_root, path=tree)
     assert torch.equal(again.train.images, b.train.images) and torch.equal(again.test.labels, b.test.labels)
     assert again.classes == b.classes

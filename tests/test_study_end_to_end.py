@@ -9,24 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_study
 
 from serobust.config import study_config_from_dict
 from serobust.pipeline import run_study
 
-TINY = {
-    "study": {"name": "tiny", "seeds": [0, 1], "device": "cpu"},
-    "data": {"name": "digits", "eval_size": 80},
-    "model": {"arch": "cnn", "reductions": [4]},
-    "train": {"epochs": 4, "batch_size": 64, "lr": 0.05},
-    "attacks": {"eps": [0.0, 0.1, 0.2], "white_box": [{"name": "fgsm"}, {"name": "pgd", "steps": 3}],
-                "black_box": [{"name": "square", "n_queries": 10}], "black_box_eps": [0.2], "black_box_size": 30},
-    "diagnostics": {"size": 30, "eps": [0.1, 0.2], "steps": [2, 4], "restarts": [1, 2], "square_queries": 10,
-                    "large_eps": 0.6},
-    "probe": {"size": 40, "eps": [0.1, 0.2]},
-    "mechanism": {"size": 40, "eps": 0.2, "steps": 3},
-    "stats": {"n_resamples": 1000},
-    "report": {"examples": 4},
-}
+TINY = tiny_study()
 OUTCOMES = {"supported", "not supported", "inconclusive"}
 
 
@@ -75,33 +63,6 @@ def test_robust_table_is_consistent(study):
     clean = robust[robust["eps"] == 0]
     assert (clean["robust_acc"] == clean["clean_acc"]).all()
     assert (robust["robust_acc"] <= robust["clean_acc"] + 1e-12).all()
-
-
-def test_second_run_reuses_models_and_stages(study):
-    cfg, out, _ = study
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.suffix in (".pt", ".csv") and "stages" in p.parts
-              or p.name == "last.pt"}
-    assert any(p.name == "last.pt" for p in stamps)
-    again = run_study(cfg, out_dir=out, progress=False)
-    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
-    assert again["verdict"]["se_r4"]["outcome"] == json.loads((out / "results.json").read_text())["verdict"]["se_r4"]["outcome"]
-
-
-def test_interrupted_study_resumes_where_it_stopped(study, tmp_path, monkeypatch):
-    cfg, out, _ = study
-    work = tmp_path / "copy"
-    shutil.copytree(out, work)
-    for manifest in (work / "stages").glob("mechanism-*.json"):
-        manifest.unlink()  # as if killed before the mechanism stage finished
-    kept = {p: p.stat().st_mtime_ns for p in (work / "stages").glob("eval-*")}
-    import serobust.mechanism
-
-    calls = []
-    real = serobust.mechanism.interventions
-    monkeypatch.setattr(serobust.mechanism, "interventions", lambda *a, **k: calls.append(1) or real(*a, **k))
-    run_study(cfg, out_dir=work, progress=False)
-    assert len(calls) == 2  # one SE twin x two seeds recomputed, nothing else
-    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
 
 
 def test_cli_reports_config_errors_without_traceback(tmp_path):

@@ -1,0 +1,162 @@
+"""Image folders (``path/<train|test|val>/<class>/<image>``): decoded once, cached as a tensor file.
+
+The cache is keyed by the folder, every file's name, size and modification time, so an edited tree is
+decoded again; it is written atomically and loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DatasetFormatError, DatasetNotFoundError
+from ..io import CheckpointError, atomic_torch_save, load_checkpoint
+from .tensors import BatchAugment, ImageTensorDataset
+from .torchvision_files import format_error
+
+__all__ = ["load_imagefolder", "IMAGE_EXTENSIONS"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_GRAY_MODES = ("1", "L", "LA")
+_CACHE_VERSION = 1  # bump when the cache layout changes
+
+def _list_split(split_dir: Path) -> dict[str, list[Path]]:
+    """class name -> sorted image files under ``split_dir/<class>/`` (recursively, hidden entries skipped)."""
+    out: dict[str, list[Path]] = {}
+    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
+        files = []
+        for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            files.extend(
+                Path(dirpath) / f for f in sorted(filenames)
+                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+            )
+        out[entry.name] = files
+    return out
+
+
+def _decode_images(files: Sequence[Path]) -> torch.Tensor:
+    """Decode image files with PIL into uint8 (N, C, H, W): C = 1 if all are grayscale, else 3 (RGB).
+
+    All images must share one size. Decoding runs in a thread pool (PIL releases the GIL while decoding).
+
+    Raises:
+        DatasetFormatError: an image cannot be decoded or differs in size from the first one.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    n = len(files)
+    try:
+        with Image.open(files[0]) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError) as e:
+        raise format_error(files[0], f"not a decodable image ({e})") from e
+    out = np.empty((n, h, w, 3), dtype=np.uint8)  # (N, H, W, 3); gray images fill all three channels
+    gray = np.zeros(n, dtype=bool)
+
+    def work(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            f = files[i]
+            try:
+                with Image.open(f) as im:
+                    if im.size != (w, h):
+                        raise DatasetFormatError(
+                            f"{f} is {im.size[0]}x{im.size[1]} but {files[0]} is {w}x{h}; an image folder "
+                            "dataset needs one common size: resize the images first"
+                        )
+                    if im.mode in _GRAY_MODES:
+                        out[i] = np.asarray(im.convert("L"))[..., None]
+                        gray[i] = True
+                    else:
+                        out[i] = np.asarray(im.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as e:
+                raise format_error(f, f"not a decodable image ({e})") from e
+
+    chunk = 512
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(work, s, min(s + chunk, n)) for s in range(0, n, chunk)]
+        for fut in futures:
+            fut.result()  # re-raises the first error
+    if gray.all():
+        return torch.from_numpy(out[..., 0].copy()).unsqueeze(1)  # (N, 1, H, W)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
+
+
+def load_imagefolder(path: Path, root: Path):
+    if not path.is_dir():
+        raise DatasetNotFoundError(
+            f"image folder {path} does not exist; pass path= pointing at a folder with train/<class>/<image> "
+            "and test/<class>/<image>"
+        )
+    subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
+    test_name = "test" if "test" in subdirs else "val" if "val" in subdirs else None
+    if "train" not in subdirs or test_name is None:
+        raise DatasetNotFoundError(
+            f"image folder {path} needs subfolders 'train' and 'test' (or 'val'), found {subdirs or 'none'}"
+        )
+    listing = {split: _list_split(path / d) for split, d in (("train", "train"), ("test", test_name))}
+    classes = tuple(sorted(set(listing["train"]) | set(listing["test"])))
+    if set(listing["train"]) != set(listing["test"]):
+        warnings.warn(
+            f"{path}: train and {test_name} have different class folders; using their union {classes}",
+            stacklevel=3,
+        )
+    files: dict[str, list[Path]] = {}
+    labels: dict[str, list[int]] = {}
+    for split, by_class in listing.items():
+        files[split] = [f for c in classes for f in by_class.get(c, [])]
+        labels[split] = [k for k, c in enumerate(classes) for _ in by_class.get(c, [])]
+        if not files[split]:
+            folder = path / ("train" if split == "train" else test_name)
+            raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}/<class>/")
+
+    digest = hashlib.sha256(f"v{_CACHE_VERSION}\n{path.resolve()}\n".encode())
+    for split in ("train", "test"):
+        for f in files[split]:
+            st = f.stat()
+            digest.update(f"{split}\t{f.relative_to(path)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    cache_path = root / "imagefolder-cache" / f"{digest.hexdigest()[:24]}.pt"
+
+    cached = None
+    if cache_path.is_file():
+        try:
+            cached = load_checkpoint(cache_path, kind="imagefolder-cache")
+        except CheckpointError as e:
+            logger.warning("ignoring unreadable image cache %s (%s); decoding again", cache_path, e)
+    if cached is not None:
+        logger.info("loaded image folder %s from cache %s", path, cache_path)
+        images = {"train": cached["train_images"], "test": cached["test_images"]}
+    else:
+        t0 = time.perf_counter()
+        n_train = len(files["train"])
+        both = _decode_images(files["train"] + files["test"])  # one pool, one common size for both splits
+        images = {"train": both[:n_train].clone(), "test": both[n_train:].clone()}
+        logger.info("decoded %d images from %s in %.1f s", len(both), path, time.perf_counter() - t0)
+        payload = {
+            "format": "serobust", "kind": "imagefolder-cache", "path": str(path.resolve()), "classes": list(classes),
+            "train_images": images["train"], "test_images": images["test"],
+        }
+        try:
+            atomic_torch_save(payload, cache_path)
+            logger.info("cached decoded images to %s", cache_path)
+        except OSError as e:
+            warnings.warn(f"could not write the image cache {cache_path} ({e}); the next load decodes again", stacklevel=3)
+    train = ImageTensorDataset(images["train"], torch.tensor(labels["train"], dtype=torch.int64))
+    test = ImageTensorDataset(images["test"], torch.tensor(labels["test"], dtype=torch.int64))
+    h, w = train.shape[1:]
+    return train, test, classes, BatchAugment(padding=max(min(h, w) // 8, 0), flip=True)
+

@@ -1,0 +1,173 @@
+"""What a process keeps between the tasks it runs: loaded data sets, trained models, its device.
+
+Every executor runs a task the same way, :func:`run_task`, in whichever process it has (the driver, a
+local worker process, a Ray worker). The per-process :class:`TaskContext` caches what is expensive to
+load and cheap to share (data sets by their parameters, models by their train task's key), so a worker
+that runs ten tasks on one data set loads it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..io import CheckpointError, load_checkpoint
+from .store import StudyStore
+from .tasks import Task
+
+__all__ = ["WorkerEnv", "TaskContext", "run_task"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerEnv:
+    """How a process runs tasks: the study folder and the device type (``"cpu"`` or ``"cuda"``).
+
+    On CUDA, a worker uses the GPU its process was given (the current CUDA device); the CPU thread count
+    of each task is one of its params (see :func:`serobust.study.plan.numerics`).
+    """
+
+    root: str
+    device: str
+
+
+class TaskContext:
+    """Per-process caches for tasks of one study folder."""
+
+    _MAX_MODELS = 8
+
+    def __init__(self, env: WorkerEnv) -> None:
+        self.env = env
+        self.store = StudyStore(env.root)
+        self._data: dict[str, Any] = {}
+        self._models: OrderedDict[str, nn.Module] = OrderedDict()
+
+    @property
+    def device(self) -> torch.device:
+        if self.env.device == "cuda":
+            return torch.device("cuda", torch.cuda.current_device())
+        return torch.device(self.env.device)
+
+    def dataset(self, data: Mapping[str, Any]):
+        """The :class:`~serobust.data.DatasetBundle` for ``data`` params, its train split subset as asked."""
+        from ..data import load_dataset
+
+        source = {k: data[k] for k in ("name", "root", "path", "download", "train_size")}
+        key = json.dumps(source, sort_keys=True)
+        if key not in self._data:
+            bundle = load_dataset(data["name"], root=data["root"] or None, download=data["download"],
+                                  path=data["path"] or None)
+            if data["train_size"]:
+                import dataclasses
+
+                bundle = dataclasses.replace(bundle, train=bundle.train.subset(data["train_size"], seed=0))
+            self._data[key] = bundle
+        return self._data[key]
+
+    def eval_set(self, data: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stratified test subset every attack and probe uses (``data.eval_size``; 0 = the whole split)."""
+        key = json.dumps({**data, "_eval": True}, sort_keys=True)
+        if key not in self._data:
+            test = self.dataset(data).test
+            subset = test.subset(data["eval_size"], seed=0) if data["eval_size"] else test
+            self._data[key] = subset.tensors()
+        return self._data[key]
+
+    def build_model(self, model: Mapping[str, Any], data: Mapping[str, Any], *, seed: int) -> nn.Module:
+        """A fresh member as the train task specifies it; an SE twin shares its baseline's initial weights."""
+        from ..models import build_model, build_pair
+
+        bundle = self.dataset(data)
+        kw = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, seed=seed,
+                  min_hidden=model["min_hidden"], mean=bundle.mean, std=bundle.std)
+        if model["se"]:
+            return build_pair(model["arch"], reduction=model["reduction"], **kw)[1]
+        return build_model(model["arch"], se=False, **kw)
+
+    def model(self, task: Task) -> nn.Module:
+        """The trained model of a finished train task, in eval mode on this process's device.
+
+        Built and laid out exactly as :func:`serobust.train` leaves it (channels_last when the training
+        config used it), so every executor evaluates bit-identical models.
+        """
+        if task.key in self._models:
+            self._models.move_to_end(task.key)
+            return self._models[task.key]
+        p = task.params
+        model = self.build_model(p["model"], p["data"], seed=p["train"]["seed"]).to(self.device)
+        if p["train"]["channels_last"]:
+            model = model.to(memory_format=torch.channels_last)
+        folder = self.store.task_dir(task)
+        try:
+            ckpt = load_checkpoint(folder / "last.pt", kind="train")
+            if not ckpt.get("complete"):
+                raise CheckpointError(f"checkpoint {folder / 'last.pt'} is not a finished training run")
+            model.load_state_dict(ckpt["model"])
+        except (CheckpointError, RuntimeError) as e:
+            raise CheckpointError(f"the trained model of {task.label!r} cannot be loaded ({e}); delete the folder "
+                                  f"{folder} and run again to retrain it", where=str(folder)) from e
+        model.eval()
+        self._models[task.key] = model
+        if len(self._models) > self._MAX_MODELS:
+            self._models.popitem(last=False)
+        return model
+
+    def inputs(self, task: Task) -> dict[str, Any]:
+        """The outputs of ``task``'s deps by role: models for train deps, the stored parts otherwise."""
+        from .stages import STAGES
+
+        return {role: (self.model(dep) if STAGES[dep.stage].makes_model else self.store.load(dep))
+                for role, dep in task.deps.items()}
+
+
+_CONTEXTS: dict[WorkerEnv, TaskContext] = {}
+
+
+def context_for(env: WorkerEnv) -> TaskContext:
+    if env not in _CONTEXTS:
+        _CONTEXTS[env] = TaskContext(env)
+    return _CONTEXTS[env]
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op threads (the CPU numerics depend on it), restoring the count after."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_task(task: Task, env: WorkerEnv) -> float:
+    """Run one task in this process and store its outputs; returns its seconds. Same in every executor."""
+    from .stages import STAGES
+
+    ctx = context_for(env)
+    stage = STAGES[task.stage]
+    folder = ctx.store.task_dir(task)
+    with _threads(task.params.get("numerics", {}).get("threads")):
+        t0 = time.perf_counter()
+        inputs = ctx.inputs(task)
+        folder.mkdir(parents=True, exist_ok=True)
+        outputs = stage.fn(ctx, task.params, inputs, folder)
+        seconds = time.perf_counter() - t0
+    ctx.store.save(task, outputs, seconds=seconds)
+    return seconds
+
+
+def study_root(path: str | Path) -> str:
+    return str(Path(path).resolve())

@@ -1,0 +1,113 @@
+"""From finished tasks to the study's tables, statistics and verdicts.
+
+:func:`collect` reads every task's stored parts and stacks them into one long table per kind, tagged with
+the seed and member each row belongs to (from the task's params: nothing is guessed from names).
+:func:`statistics` adds the tables made from them (paired robust-accuracy differences, McNemar, per-member
+means with t intervals, shift statistics, the headline table) and one verdict per SE twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..config import StudyConfig
+from ..names import BASELINE
+from .store import StudyStore
+from .tasks import Task
+
+__all__ = ["collect", "statistics", "SHIFT_QUANTITIES"]
+
+#: shift columns summarized across seeds (mean and interval per model, kind, eps)
+SHIFT_QUANTITIES = ("damping_ratio", "z_over_u", "s_rel_change", "z_rel_change", "u_rel_change")
+
+
+def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:
+    frame = frame.copy()
+    for k, v in reversed(cols.items()):
+        if k in frame.columns:
+            frame = frame.drop(columns=k)
+        frame.insert(0, k, v)
+    return frame
+
+
+def collect(tasks: Sequence[Task], store: StudyStore) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None]:
+    """Every task's parts as study tables (one long frame per kind), and the example images if any."""
+    parts: dict[str, list[pd.DataFrame]] = {}
+    examples = None
+
+    def add(name: str, frame: pd.DataFrame, **tags: Any) -> None:
+        if frame is not None and len(frame.columns):
+            parts.setdefault(name, []).append(_tag(frame, **tags))
+
+    for task in tasks:
+        p = task.params
+        out = store.load(task)
+        seed = p.get("seed", p.get("train", {}).get("seed"))
+        if task.stage == "train":
+            add("history", out["history"], seed=seed, model=p["member"])
+        elif task.stage == "evaluate":
+            add("robust", out["summary"], seed=seed, model=p["member"])
+            add("per_example", out["per_example"], seed=seed, model=p["member"])
+            add("blackbox", out["blackbox"], seed=seed, model=p["member"])
+        elif task.stage == "diagnostics":
+            add("diagnostics", out["checks"], seed=seed, model=p["member"])
+        elif task.stage == "transfer":
+            add("transfer", out["transfer"], seed=seed, source=p["source"], target=p["target"])
+        elif task.stage == "probe":
+            add("shift", out["shift"], seed=seed, model=p["member"])
+            if "channels" in out:
+                add("shift_channels", out["channels"], seed=seed, model=p["member"])
+            add("sensitivity", out["sensitivity"], seed=seed, twin=p["member"])
+        elif task.stage == "mechanism":
+            for name in ("interventions", "adaptive", "profile_shift"):
+                add(name, out[name], seed=seed, model=p["member"])
+        elif task.stage == "examples":
+            examples = _examples(out, p)
+    return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}, examples
+
+
+def _examples(out: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    members = sorted({k.split(".")[0] for k in out if "." in k}, key=lambda m: (m != BASELINE, m))
+    return {"x": out["x"], "y": out["y"], "eps": p["eps"], "attack": p["attack"]["name"],
+            "models": {m: {f: out[f"{m}.{f}"] for f in ("x_adv", "pred_clean", "pred_adv")} for m in members}}
+
+
+def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack: str,
+               twins: Sequence[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+    """Add the statistics tables and compute one verdict per twin; returns ``(tables, verdicts)``."""
+    from .. import pooled_mcnemar, robust_accuracy_table, verdict
+    from ..stats import mean_ci_by
+
+    st = cfg.stats
+    ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}
+    per_seed = tables["robust"][["seed", "model", "attack", "eps", "robust_acc"]]
+    tables["robust_stats"] = robust_accuracy_table(per_seed, **ci)
+    tables["robust_summary"] = mean_ci_by(tables["robust"], by=["model", "attack", "eps"], value="robust_acc",
+                                          unit="seed", **ci)
+    if "per_example" in tables:
+        tables["mcnemar"] = pooled_mcnemar(tables["per_example"], confidence=st.confidence)
+    if "shift" in tables:
+        tables["shift_stats"] = pd.concat(
+            [_tag(mean_ci_by(tables["shift"], by=["model", "kind", "eps"], value=q, unit="seed", **ci), quantity=q)
+             for q in SHIFT_QUANTITIES], ignore_index=True)
+    if "interventions" in tables:
+        iv = tables["interventions"].assign(block=tables["interventions"]["block"].fillna("none"))
+        tables["interventions_summary"] = mean_ci_by(iv, by=["model", "condition", "block"], value="accuracy",
+                                                     unit="seed", **ci)
+    if "sensitivity" in tables:
+        tables["sensitivity_summary"] = mean_ci_by(tables["sensitivity"], by=["member", "eps", "layer"],
+                                                   value="rel_change", unit="seed", **ci)
+    verdicts = {}
+    diag = tables.get("diagnostics")
+    for twin in twins:
+        d = None
+        if diag is not None:  # one row per (model, check): a check passes only if it passed for every seed
+            d = diag[diag["model"].isin([BASELINE, twin])].groupby(["model", "check"], as_index=False)["passed"].all()
+        shift = tables["shift"][tables["shift"]["model"] == twin] if "shift" in tables else None
+        verdicts[twin] = verdict(per_seed[per_seed["model"].isin([BASELINE, twin])], shift, d, se_model=twin,
+                                 attack=main_attack, alpha=1 - st.confidence, min_effect=st.min_effect,
+                                 n_resamples=st.n_resamples)
+    return tables, verdicts

@@ -1,0 +1,188 @@
+"""The stages of a study: each a function of its params and its deps' outputs, registered by name.
+
+A stage function is called as ``fn(ctx, params, inputs, folder)`` by :func:`serobust.study.context.run_task`:
+``params`` are the task's explicit inputs (see :mod:`serobust.study.plan` for what each stage gets),
+``inputs`` the outputs of its deps by role (a trained model for a train dep, the stored frames otherwise),
+``folder`` the task's own folder (training writes its resumable checkpoint there). It returns a dict of
+parts (pandas frames, numpy arrays, JSON-able values) that the store writes. It must not read anything
+else: whatever changes its result has to be in ``params`` or in a dep, so that the task key covers it.
+
+Bump a stage's ``version`` when its computation changes, so cached results of the old code are not reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = ["Stage", "STAGES", "stage"]
+
+StageFn = Callable[[Any, Mapping[str, Any], Mapping[str, Any], Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A registered stage: its function, its version (part of every task key) and whether it makes a model."""
+
+    name: str
+    fn: StageFn
+    version: int = 1
+    makes_model: bool = False
+
+
+STAGES: dict[str, Stage] = {}
+
+
+def stage(name: str, *, version: int = 1, makes_model: bool = False) -> Callable[[StageFn], StageFn]:
+    """Register a stage function under ``name``."""
+
+    def deco(fn: StageFn) -> StageFn:
+        if name in STAGES:
+            raise ValueError(f"stage {name!r} is already registered")
+        STAGES[name] = Stage(name, fn, version, makes_model)
+        return fn
+
+    return deco
+
+
+def _spec(table: Mapping[str, Any]):
+    from .plan import attack_spec
+
+    return attack_spec(dict(table))
+
+
+def _head(ctx, p: Mapping[str, Any], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = ctx.eval_set(p["data"])
+    return x[:n], y[:n]
+
+
+@stage("train", makes_model=True)
+def train_member(ctx, p, inputs, folder):
+    """One member trained for one seed; ``folder/last.pt`` is written every epoch, so a killed run resumes."""
+    from ..trainer import TrainConfig, train
+
+    model = ctx.build_model(p["model"], p["data"], seed=p["train"]["seed"])
+    _, history = train(model, ctx.dataset(p["data"]), TrainConfig(**p["train"]), checkpoint_dir=folder,
+                       device=ctx.device, progress=False)
+    return {"history": history}
+
+
+@stage("evaluate")
+def evaluate_member(ctx, p, inputs, folder):
+    """White-box attacks at every eps (per example too), then the black-box checks on a subset."""
+    from ..attacks import evaluate
+
+    a = p["attacks"]
+    model = inputs["model"]
+    x, y = ctx.eval_set(p["data"])
+    summary, per_example = evaluate(model, (x, y), [_spec(t) for t in a["white_box"]], a["eps"],
+                                    batch_size=a["batch_size"], device=ctx.device, per_example=True,
+                                    seed=p["seed"], progress=False)
+    xb, yb = _head(ctx, p, a["black_box_size"])
+    blackbox = evaluate(model, (xb, yb), [_spec(t) for t in a["black_box"]], a["black_box_eps"],
+                        batch_size=a["batch_size"], device=ctx.device, seed=p["seed"], progress=False)
+    return {"summary": summary, "per_example": per_example, "blackbox": blackbox}
+
+
+@stage("diagnostics")
+def masking_checks(ctx, p, inputs, folder):
+    """The gradient-masking checks of one member, with transfer from the pair's other member."""
+    from ..diagnostics import masking_diagnostics
+
+    d = p["diagnostics"]
+    x, y = _head(ctx, p, d["size"])
+    checks = masking_diagnostics(
+        inputs["model"], (x, y), d["eps"], attack_steps=tuple(d["steps"]), restarts=tuple(d["restarts"]),
+        large_eps=d["large_eps"], transfer_from=inputs["other"], square_queries=d["square_queries"],
+        batch_size=p["batch_size"], device=ctx.device, seed=p["seed"])
+    return {"checks": checks}
+
+
+@stage("transfer")
+def transfer(ctx, p, inputs, folder):
+    """The main attack crafted on the source member, scored on the target member."""
+    from ..attacks import evaluate_transfer
+
+    x, y = _head(ctx, p, p["size"])
+    frame = evaluate_transfer(inputs["source"], inputs["target"], (x, y), _spec(p["attack"]), p["eps"],
+                              batch_size=p["batch_size"], device=ctx.device, seed=p["seed"])
+    return {"transfer": frame}
+
+
+@stage("probe")
+def probe(ctx, p, inputs, folder):
+    """Excitation shift of the twin under the attack vs random controls, and feature sensitivity of both."""
+    from .. import excitation_shift, feature_sensitivity, generate, matched_layers, shift_analysis
+
+    cfg = p["probe"]
+    twin, base = inputs["model"], inputs["baseline"]
+    xs, ys = _head(ctx, p, cfg["size"])
+    spec = _spec(p["attack"])
+    memo: dict[tuple[str, float], torch.Tensor] = {}
+
+    def adv(member: str, eps: float) -> torch.Tensor:  # each attack runs once per stage
+        if (member, eps) not in memo:
+            model = twin if member == "twin" else base
+            memo[member, eps] = generate(model, xs, ys, spec, eps, seed=p["seed"], batch_size=p["batch_size"])
+        return memo[member, eps]
+
+    def twin_attack(model, x, y, eps):
+        return adv("twin", eps)
+
+    twin_attack.__name__ = spec.label
+    out = {"shift": shift_analysis(twin, xs, ys, list(cfg["eps"]), attack=twin_attack,
+                                   controls=tuple(cfg["controls"]), seed=p["seed"], batch_size=p["batch_size"])}
+    top = max(cfg["eps"])
+    if cfg["per_channel"]:
+        channels = excitation_shift(twin, xs, adv("twin", top), per_channel=True, batch_size=p["batch_size"])
+        channels.insert(0, "eps", top)
+        out["channels"] = channels
+    layers = matched_layers(base, twin)
+    parts = []
+    for eps in cfg["eps"]:
+        for member, model in (("baseline", base), ("twin", twin)):
+            frame = feature_sensitivity(model, xs, adv(member, eps), layers=layers, batch_size=p["batch_size"])
+            frame.insert(0, "eps", eps)
+            frame.insert(0, "member", p["baseline_name"] if member == "baseline" else p["member"])
+            parts.append(frame)
+    out["sensitivity"] = pd.concat(parts, ignore_index=True)
+    return out
+
+
+@stage("mechanism")
+def mechanism(ctx, p, inputs, folder):
+    """Interventions on the twin's gates, adaptive attacks, and class-profile shift, at one budget."""
+    from .. import adaptive_attacks, generate, interventions, profile_shift
+
+    m = p["mechanism"]
+    model = inputs["model"]
+    xs, ys = _head(ctx, p, m["size"])
+    x_adv = generate(model, xs, ys, _spec(p["attack"]), m["eps"], seed=p["seed"])
+    return {
+        "interventions": interventions(model, xs, ys, x_adv, batch_size=p["batch_size"]),
+        "adaptive": adaptive_attacks(model, xs, ys, [m["eps"]], steps=m["steps"], weight=m["weight"],
+                                     seed=p["seed"], batch_size=p["batch_size"]),
+        "profile_shift": profile_shift(model, xs, ys, x_adv, batch_size=p["batch_size"]),
+    }
+
+
+@stage("examples")
+def examples(ctx, p, inputs, folder):
+    """A few clean images and each member's adversarial versions with predictions, for the report's grid."""
+    from ..attacks import generate
+
+    xs, ys = _head(ctx, p, p["n"])
+    out: dict[str, Any] = {"x": xs.numpy(), "y": ys.numpy()}
+    for member, model in inputs.items():
+        x_adv = generate(model, xs, ys, _spec(p["attack"]), p["eps"], seed=0)
+        with torch.no_grad():
+            out[f"{member}.pred_clean"] = model(xs.to(ctx.device)).argmax(1).cpu().numpy()
+            out[f"{member}.pred_adv"] = model(x_adv.to(ctx.device)).argmax(1).cpu().numpy()
+        out[f"{member}.x_adv"] = x_adv.cpu().numpy().astype(np.float32)
+    return out
