@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from serobust.attacks import attack, evaluate
+from serobust.attacks import Attack, attack, evaluate, register_attack, unregister_attack
 from serobust.diagnostics import DIAGNOSTIC_COLUMNS, masking_diagnostics
 
 EPS = [0.05, 0.1, 0.2]
 CHEAP = dict(attack_steps=(5, 20), restarts=(1, 3), square_queries=150, noise_samples=5)
 ALL_CHECKS = [
-    "input_gradients_nonzero", "accuracy_decreases_with_eps", "large_eps_accuracy_near_zero",
+    "outputs_are_logits", "input_gradients_nonzero", "accuracy_decreases_with_eps", "large_eps_accuracy_near_zero",
     "more_steps_do_not_help_model", "more_restarts_do_not_help_model", "iterative_beats_single_step",
     "blackbox_not_stronger", "noise_not_stronger", "transfer_not_stronger",
 ]
@@ -138,3 +138,80 @@ def test_bad_settings_raise(trained_digits_pair, data):
         masking_diagnostics(base, data, EPS, attack_steps=(0, 10))
     with pytest.raises(ValueError, match="<= 1"):
         masking_diagnostics(base, data, [1.5])
+
+
+def test_softmax_outputs_fail_outputs_are_logits(trained_digits_pair, data):
+    soft = nn.Sequential(trained_digits_pair[0], nn.Softmax(dim=1))
+    x, y = data
+    with pytest.warns(UserWarning, match="outputs_are_logits"):
+        frame = masking_diagnostics(soft, (x[:40], y[:40]), [0.1], attack_steps=(2, 4), restarts=1,
+                                    square_queries=10, noise_samples=2, batch_size=16)
+    row = frame.set_index("check").loc["outputs_are_logits"]
+    assert not row["passed"] and "softmax" in row["detail"]
+    assert row["values"] == {"probability_rows": 1.0, "n": 16}
+    plain = masking_diagnostics(trained_digits_pair[0], (x[:40], y[:40]), [0.1], attack_steps=(2, 4), restarts=1,
+                                square_queries=10, noise_samples=2, batch_size=16)
+    assert plain.set_index("check").loc["outputs_are_logits", "passed"]
+
+
+class UniformStart(Attack):
+    """A random start only: x + uniform(-eps, eps), no gradient step (registered by the test)."""
+
+    name = "uniform_start"
+
+    def budget(self, config, *, eps, num_classes):
+        return "uniform noise in the Linf ball"
+
+    def runner(self, model, config, *, eps, num_classes, seed):
+        return (lambda x, y: (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)), []
+
+
+@pytest.fixture
+def uniform_start():
+    register_attack(UniformStart)
+    yield UniformStart.name
+    unregister_attack(UniformStart.name)
+
+
+def test_extra_attacks_join_the_audit(uniform_start, trained_digits_pair, data):
+    base = trained_digits_pair[0]
+    x, y = data[0][:60], data[1][:60]
+    cw = attack("cw", steps=10, c=5.0, lr=0.05)
+    settings = dict(attack_steps=(3, 6), restarts=(1, 2), square_queries=20, noise_samples=2, batch_size=32)
+    frame = masking_diagnostics(base, (x, y), [0.1, 0.2], extra_attacks=[uniform_start, cw], l2_eps=[0.5, 1.5],
+                                **settings)
+    checks = frame.set_index("check")
+    assert frame["check"].tolist()[-2:] == ["uniform_start_not_stronger", "cw_not_stronger"]
+    assert checks.loc["uniform_start_not_stronger", "passed"] and checks.loc["cw_not_stronger", "passed"]
+    assert checks.loc["uniform_start_not_stronger", "values"]["eps"] == [0.1, 0.2]
+    cw_values = checks.loc["cw_not_stronger", "values"]
+    assert cw_values["eps"] == [0.5, 1.5]
+    # recomputed: examples CW fools that no pgd_l2 run (3 and 6 steps, 2 restarts at 3 steps) fools
+    refs = [attack("pgd_l2", steps=3), attack("pgd_l2", steps=6), attack("pgd_l2", steps=3, n_restarts=2)]
+    _, per_ex = evaluate(base, (x, y), [*refs, cw], [0.5, 1.5], per_example=True, batch_size=32)
+    for e, got in zip([0.5, 1.5], cw_values["fraction_beyond_pgd"]):
+        at = per_ex[per_ex["eps"] == e]
+        flags = {lab: at[at["attack"] == lab].sort_values("index")["robust_correct"].to_numpy()
+                 for lab in [r.label for r in refs] + [cw.label]}
+        clean = at[at["attack"] == cw.label].sort_values("index")["clean_correct"].to_numpy()
+        pgd_robust = flags[refs[0].label] & flags[refs[1].label] & flags[refs[2].label]
+        assert got == pytest.approx((clean & ~flags[cw.label] & pgd_robust).mean(), abs=1e-6)
+    assert {"uniform_start", cw.label, "pgd_l2(steps=3)"} <= set(frame.attrs["summary"]["attack"])
+
+
+def test_an_extra_attack_catches_masking(trained_digits_pair, data):
+    # Shattered misleads PGD off the pixel grid; FGSM from clean x sees the true gradient
+    masked = Shattered(trained_digits_pair[0])
+    x, y = data[0][:80], data[1][:80]
+    with pytest.warns(UserWarning, match="fgsm_not_stronger"):
+        frame = masking_diagnostics(masked, (x, y), [0.1, 0.2], extra_attacks="fgsm", attack_steps=(5, 10),
+                                    restarts=1, square_queries=20, noise_samples=2, batch_size=40)
+    row = frame.set_index("check").loc["fgsm_not_stronger"]
+    assert not row["passed"] and max(row["values"]["fraction_beyond_pgd"]) > 0.01
+
+
+def test_extra_attack_settings_raise(trained_digits_pair, data):
+    with pytest.raises(ValueError, match="unknown attack"):
+        masking_diagnostics(trained_digits_pair[0], data, EPS, extra_attacks=["nope"])
+    with pytest.raises(ValueError, match="radius > 0"):
+        masking_diagnostics(trained_digits_pair[0], data, EPS, extra_attacks=["cw"], l2_eps=[0])

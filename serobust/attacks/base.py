@@ -1,0 +1,442 @@
+"""What an attack is to serobust: one :class:`Attack` subclass per family, a registry, and named specs.
+
+An attack family says everything the harness needs about it in one class: its ``name``, its
+``defaults`` (torchattacks' option names), one validation ``rule`` per option, its ``norm`` (fixed, or
+read from a ``norm`` option), a ``budget`` description (the ``budget`` column of the results) and a
+``runner`` that turns a model and a budget into ``(x, y) -> x_adv``. ``@register_attack`` makes the
+class available by name everywhere an attack is asked for (``evaluate(model, data, "my_attack", ...)``,
+``attack("my_attack", steps=3)``, study configs, ``masking_diagnostics(extra_attacks=...)``)::
+
+    import torchattacks
+    from serobust.attacks import Attack, register_attack, int_rule
+
+    @register_attack
+    class TwoStepFGSM(Attack):
+        '''Two signed-gradient steps of eps / 2 (a cheap iterative baseline).'''
+        name = "fgsm2"
+        defaults = {"steps": 2}
+        rules = {"steps": int_rule(1)}
+
+        def budget(self, config, *, eps, num_classes):
+            return f"{config['steps']} steps of eps/{config['steps']}, no random start"
+
+        def runner(self, model, config, *, eps, num_classes, seed):
+            atk = torchattacks.PGD(model, eps=eps, alpha=eps / config["steps"], steps=config["steps"],
+                                   random_start=False)
+            return atk, []
+
+A module dropped into the ``serobust/attacks/`` folder registers itself on ``import serobust``.
+
+**Minimum-norm attacks** (``minimum_norm = True``, e.g. Carlini-Wagner L2) look for the smallest
+perturbation that fools and have no budget: the harness runs them once per batch (``eps=None`` in
+``runner``) and scores them at each eps by whether the perturbation found is within eps (measured in
+``norm``); an example whose perturbation is larger, or that the attack did not fool, keeps its clean input.
+
+:class:`AttackSpec` (built with :func:`attack`) is one attack with its options: validated at
+construction, hashable, labelled ``name(k=v, ...)`` in every result table.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..eps import parse_eps
+from ..names import WORST_CASE
+
+__all__ = [
+    "Attack",
+    "ATTACKS",
+    "AttackSpec",
+    "attack",
+    "register_attack",
+    "unregister_attack",
+    "implementation",
+    "NORMS",
+    "Rule",
+    "Runner",
+    "int_rule",
+    "bool_rule",
+    "alpha_rule",
+    "unit_rule",
+    "float_rule",
+    "choice_rule",
+    "optional",
+]
+
+#: The threat models an eps can be measured in.
+NORMS = ("Linf", "L2")
+
+#: ``rule(option_key, value) -> value``: the checked (and normalized) value, or TypeError/ValueError.
+Rule = Callable[[str, Any], Any]
+#: ``run(x, y) -> x_adv``: one attack at one budget on one batch (any device, float32 in [0, 1]).
+Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# ---------------------------------------------------------------------------------------------------------
+# Option rules: one place for the checks every family's options share
+# ---------------------------------------------------------------------------------------------------------
+
+
+def int_rule(minimum: int) -> Rule:
+    """An int (not a bool) >= ``minimum``."""
+
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"option {key!r} must be an int >= {minimum}, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"option {key!r} must be >= {minimum}, got {value}")
+        return int(value)
+
+    return check
+
+
+def bool_rule(key: str, value: Any) -> bool:
+    """True or False (numpy bools too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"option {key!r} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def float_rule(minimum: float = 0.0, *, strict: bool = True) -> Rule:
+    """A finite real number > ``minimum`` (``strict``) or >= ``minimum``; ints are converted to float."""
+    relation = ">" if strict else ">="
+
+    def check(key: str, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"option {key!r} must be a number {relation} {minimum:g}, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise ValueError(f"option {key!r} must be a finite number {relation} {minimum:g}, got {value}")
+        return value
+
+    return check
+
+
+_positive = float_rule(0.0, strict=True)
+
+
+def alpha_rule(key: str, value: Any) -> float | None:
+    """A step size in pixel units (``"2/255"`` accepted), > 0; None means the family's default."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _positive(key, parse_eps(value, name=f"option {key!r}"))
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"option {key!r} must be a positive float (pixel units) or None for the default, got {value!r}")
+    return _positive(key, value)
+
+
+def unit_rule(key: str, value: Any) -> float:
+    """A float in (0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"option {key!r} must be a float in (0, 1], got {value!r}")
+    if not 0 < float(value) <= 1:
+        raise ValueError(f"option {key!r} must be in (0, 1], got {value}")
+    return float(value)
+
+
+def choice_rule(choices: Iterable[str]) -> Rule:
+    """One of ``choices``."""
+    choices = tuple(choices)
+
+    def check(key: str, value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"option {key!r} must be one of {list(choices)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def optional(rule: Rule) -> Rule:
+    """``rule``, or None."""
+    return lambda key, value: None if value is None else rule(key, value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The base class of an attack family
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Attack:
+    """Base class of an attack family; subclass it, fill in the class attributes, decorate with
+    :func:`register_attack`.
+
+    Attributes:
+        name: the registry name (lower case, ``[a-z][a-z0-9_]*``); the ``attack`` column of results.
+        defaults: every option with its default value, torchattacks' option names where they exist.
+        rules: one :data:`Rule` per option in ``defaults`` (see :func:`int_rule` and friends).
+        norm: ``"Linf"`` or ``"L2"``, the norm eps is measured in; None reads it from the ``norm`` option.
+        minimum_norm: the attack minimizes the perturbation instead of respecting a budget (see the
+            module docstring): it runs once per batch and is scored at each eps.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    rules: ClassVar[Mapping[str, Rule]] = {}
+    norm: ClassVar[str | None] = "Linf"
+    minimum_norm: ClassVar[bool] = False
+
+    def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Fill options whose default depends on other options (AutoAttack's presets); ``config`` holds
+        every option (defaults and given values). Returns the completed config."""
+        return config
+
+    def validate(self, config: Mapping[str, Any], *, label: str) -> None:
+        """Cross-option checks at spec construction: raise ValueError for an impossible combination,
+        warn for a wasteful one. Single options are already checked by ``rules``."""
+
+    def norm_of(self, config: Mapping[str, Any]) -> str:
+        """The norm of the threat model for this config."""
+        return self.norm or config["norm"]
+
+    def budget(self, config: Mapping[str, Any], *, eps: float | None, num_classes: int | None) -> str:
+        """The budget in words, with eps-dependent numbers when ``eps`` is given (None: in general)."""
+        return ", ".join(f"{k}={v}" for k, v in config.items()) or "no options"
+
+    def runner(self, model: nn.Module, config: Mapping[str, Any], *, eps: float | None, num_classes: int,
+               seed: int) -> tuple[Runner, list[str]]:
+        """Build ``(x, y) -> x_adv`` for one budget, reused for every batch of a call.
+
+        Args:
+            model: the classifier as the attack must see it (float32 logits; eval mode and frozen
+                parameters are already set and restored by the harness).
+            config: every option, defaults filled in (:attr:`AttackSpec.config`).
+            eps: the budget in ``norm`` (pixel units); None for minimum-norm attacks.
+            num_classes: the model's number of outputs.
+            seed: a seed for attacks that take one (torchattacks' APGD, Square); the harness also seeds
+                the global RNG before every batch, so attacks drawing from it are reproducible too.
+
+        Returns:
+            The runner and notes for the ``notes`` column (an option ignored or capped, ...).
+        """
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Attack] = {}
+_DEFAULTS: dict[str, Mapping[str, Any]] = {}
+
+#: Registered attack names -> their default options (read-only, live: attacks registered later appear).
+ATTACKS: Mapping[str, Mapping[str, Any]] = MappingProxyType(_DEFAULTS)
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def register_attack(cls: type[Attack] | None = None, *, replace: bool = False) -> Any:
+    """Class decorator: make an :class:`Attack` subclass available by its ``name``.
+
+    ``@register_attack`` or ``@register_attack(replace=True)`` (to redefine an attack, e.g. when a
+    notebook cell runs again). The class is checked here, so a mistake surfaces at definition time:
+    a rule for every default (and no rule without a default), every default passing its rule, a norm.
+
+    Raises:
+        TypeError: not an Attack subclass, no ``runner``, rules and defaults disagree.
+        ValueError: a bad or reserved name, a bad norm, a default its rule rejects, or a name already
+            registered (without ``replace=True``).
+    """
+    if cls is None:
+        return lambda c: register_attack(c, replace=replace)
+    if not (isinstance(cls, type) and issubclass(cls, Attack)):
+        raise TypeError(f"register_attack takes a subclass of serobust.attacks.Attack, got {cls!r}")
+    name = cls.name
+    where = f"attack class {cls.__name__}"
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name == WORST_CASE:
+        raise ValueError(f"{where}: name must be a lower-case identifier (e.g. 'my_pgd') other than "
+                         f"{WORST_CASE!r}, got {name!r}")
+    if cls.runner is Attack.runner:
+        raise TypeError(f"{where} ({name!r}) must define runner(self, model, config, *, eps, num_classes, seed)")
+    missing, extra = set(cls.defaults) - set(cls.rules), set(cls.rules) - set(cls.defaults)
+    if missing or extra:
+        raise TypeError(f"{where} ({name!r}): every option needs a default and a rule; "
+                        f"no rule for {sorted(missing)}, no default for {sorted(extra)}")
+    for key, value in cls.defaults.items():
+        try:
+            cls.rules[key](key, value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where} ({name!r}): the default of {key!r} fails its own rule: {e}") from None
+    if cls.norm is None and "norm" not in cls.defaults:
+        raise ValueError(f"{where} ({name!r}): norm=None means 'from the norm option', but there is none")
+    if cls.norm is not None and cls.norm not in NORMS:
+        raise ValueError(f"{where} ({name!r}): norm must be one of {list(NORMS)} or None, got {cls.norm!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"attack {name!r} is already registered (by {type(_REGISTRY[name]).__name__}); "
+                         "pick another name or pass replace=True")
+    _REGISTRY[name] = cls()
+    _DEFAULTS[name] = MappingProxyType(dict(cls.defaults))
+    return cls
+
+
+def unregister_attack(name: str) -> None:
+    """Remove an attack from the registry (specs built from it stop working). KeyError if unknown."""
+    if name not in _REGISTRY:
+        raise KeyError(f"attack {name!r} is not registered; registered: {', '.join(_REGISTRY)}")
+    del _REGISTRY[name]
+    del _DEFAULTS[name]
+
+
+def _canonical_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"an attack is a name (str) or an AttackSpec, got {type(name).__name__}: {name!r}")
+    key = name.strip().lower().replace("-", "_")
+    if key == WORST_CASE:
+        raise ValueError(f"{WORST_CASE!r} is the summary row evaluate() adds, not an attack; valid names: "
+                         f"{', '.join(ATTACKS)}")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown attack {name!r}; valid names: {', '.join(ATTACKS)}")
+    return key
+
+
+def implementation(name: str) -> Attack:
+    """The registered :class:`Attack` instance for ``name`` (as normalized by :func:`attack`)."""
+    return _REGISTRY[_canonical_name(name)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Specs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    rules = _REGISTRY[name].rules
+    out = []
+    for key in sorted(options):
+        if key not in rules:
+            valid = ", ".join(rules) if rules else "none"
+            raise TypeError(f"attack {name!r} has no option {key!r}; valid options: {valid}")
+        out.append((key, rules[key](key, options[key])))
+    return tuple(out)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack with its options, validated at construction; hashable, so it can key dicts.
+
+    Build it with :func:`attack` (``attack("pgd", steps=50)``) or directly
+    (``AttackSpec("pgd", {"steps": 50})``). Only the options given are stored (sorted by key); every other
+    option takes the registry default in :data:`ATTACKS`.
+
+    Attributes:
+        name: a registered attack name (see :data:`ATTACKS`).
+        options: the options given, as sorted ``(key, value)`` pairs.
+    """
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        name = _canonical_name(self.name)
+        opts = self.options
+        try:
+            opts = dict(opts)
+        except (TypeError, ValueError):
+            raise TypeError(f"AttackSpec options must be a mapping or (key, value) pairs, got {opts!r}") from None
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "options", _check_options(name, opts))
+        self.implementation.validate(self.config, label=self.label)
+
+    @property
+    def implementation(self) -> Attack:
+        """The registered :class:`Attack` that runs this spec."""
+        return _REGISTRY[self.name]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Every option with defaults filled in (and derived defaults resolved, e.g. AutoAttack presets)."""
+        impl = self.implementation
+        return impl.resolve({**impl.defaults, **dict(self.options)})
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name(k=v, ...)`` with the options given; the ``attack`` column of results."""
+        if not self.options:
+            return self.name
+        return f"{self.name}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.options) + ")"
+
+    @property
+    def norm(self) -> str:
+        """The threat model's norm: ``"Linf"`` or ``"L2"`` (eps is measured in it)."""
+        return self.implementation.norm_of(self.config)
+
+    @property
+    def minimum_norm(self) -> bool:
+        """Whether the attack minimizes the perturbation (scored per eps) rather than respecting eps."""
+        return self.implementation.minimum_norm
+
+    @property
+    def budget(self) -> str:
+        """The attack's budget in words (the ``budget`` column gives it with eps-dependent numbers)."""
+        return self.implementation.budget(self.config, eps=None, num_classes=None)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def attack(name: str, **options: Any) -> AttackSpec:
+    """Build an :class:`AttackSpec` by name; options keep torchattacks' names.
+
+    Defaults (all in :data:`ATTACKS`): ``pgd``/``pgd_l2``: ``steps=10``, ``alpha=None`` (meaning
+    2.5 * eps / steps, Madry et al.), ``random_start=True``, ``n_restarts=1`` (each restart is a full
+    random-start run; per example the first successful, else the highest-loss, result is kept).
+    ``apgd_ce``: ``steps=100``, ``loss="ce"`` (or ``"dlr"``), ``norm="Linf"``. ``square``:
+    ``n_queries=5000``, ``loss="margin"``. ``autoattack``: ``version="standard"`` (APGD-CE 100 steps,
+    APGD-T 100 steps x 9 targets, FAB-T 100 steps x 9 targets, Square 5000 queries) or ``"fast"``;
+    ``apgd_steps``, ``apgdt_steps``, ``n_target_classes``, ``fab_steps``, ``square_queries`` override the
+    preset (0 skips a component). ``noise``: random-sign control, ``n_samples=1``. ``cw``: Carlini-Wagner
+    L2, minimum-norm, ``c=1``, ``kappa=0``, ``steps=50``, ``lr=0.01``.
+
+    Raises:
+        ValueError: unknown attack name, or an option value out of range (the message says the range).
+        TypeError: unknown option (the message lists the valid ones) or an option of the wrong type.
+
+    Example:
+        >>> attack("pgd", steps=50).label
+        'pgd(steps=50)'
+    """
+    return AttackSpec(name, tuple(options.items()))
+
+
+def as_spec(value: str | AttackSpec) -> AttackSpec:
+    """An :class:`AttackSpec` from a name or a spec."""
+    if isinstance(value, AttackSpec):
+        return value
+    return AttackSpec(_canonical_name(value))
+
+
+def as_specs(attacks: str | AttackSpec | Iterable[str | AttackSpec]) -> list[AttackSpec]:
+    """Specs from one or many names/specs; raises for an empty list or an attack listed twice."""
+    if isinstance(attacks, (str, AttackSpec)):
+        specs = [as_spec(attacks)]
+    else:
+        try:
+            specs = [as_spec(a) for a in attacks]
+        except TypeError as err:
+            if "not iterable" in str(err):
+                raise TypeError(f"attacks must be a name, an AttackSpec or a list of them, got {attacks!r}") from None
+            raise
+    if not specs:
+        raise ValueError("attacks is empty; give at least one attack name or spec, e.g. ['fgsm', 'pgd']")
+    labels = [s.label for s in specs]
+    dupes = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if dupes:
+        raise ValueError(f"attacks listed twice: {dupes}; each (attack, options) may appear once")
+    return specs
