@@ -14,6 +14,11 @@ model at every step, and a probe left recording would store every iterate)::
             x_adv = generate(se_model, x, y, "pgd", 8 / 255)   # iterates: not recorded
         se_model(x_adv)                      # adversarial pass: recorded
     rec = probe.records()                    # {block: {"z": (2N, C), "s": (2N, C), ...}}
+
+Every image batch the probed model receives while recording is checked on the device (float in
+[0, 1], no NaN; :class:`serobust.runtime.BatchGuard`), without a host sync in the forward pass; the
+flags are read when the records are read and when the ``with`` block ends, so excitations of 0..255
+or normalized inputs are never returned silently.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .runtime import BatchGuard
 from .se_adapters import SEBlock, find_se_modules
 
 __all__ = ["ExcitationProbe"]
@@ -109,13 +115,22 @@ class ExcitationProbe:
         blocks: names of the SE modules to probe (as in :attr:`blocks`); default all.
         differentiable: keep the autograd graph of the records (z, s and the norms are not detached),
             so a loss on them can be differentiated with respect to the input: adaptive attacks and
-            detectors read excitations this way. Not with ``streaming``; call :meth:`clear` between
-            steps so old graphs are freed.
+            detectors read excitations this way. Not with ``streaming``; call :meth:`clear` (or
+            :meth:`pop_records`) between steps so old graphs are freed.
+        check_inputs: check every recorded input batch of the model (a forward pre-hook feeding a
+            :class:`~serobust.runtime.BatchGuard`: float (N, C, H, W) images in [0, 1] without NaN;
+            inputs of another rank are not images and are not checked). The flags stay on the
+            device; :meth:`records`, :meth:`aggregates` and the end of the ``with`` block read them
+            (one host sync) and raise :class:`~serobust.errors.InputError` naming the first bad
+            batch. Library functions that checked their whole input once already pass ``False``,
+            so that reading records batch by batch does not synchronise.
 
     Raises:
         NoSEModuleError: the model has no SE module a registered adapter recognises.
         ValueError: ``blocks`` names a module that is not an SE module of the model, or
             ``streaming`` and ``store_maps`` are both set.
+        InputError: (when reading or leaving the ``with`` block) a recorded input batch was not a
+            float image batch in [0, 1] without NaN; uint8 or wrong-rank images raise at once.
     """
 
     def __init__(
@@ -126,6 +141,7 @@ class ExcitationProbe:
         store_maps: bool = False,
         blocks: Iterable[str] | None = None,
         differentiable: bool = False,
+        check_inputs: bool = True,
     ) -> None:
         if streaming and differentiable:
             raise ValueError("differentiable=True keeps per-call records with their graphs; streaming=True keeps "
@@ -151,6 +167,8 @@ class ExcitationProbe:
         self.streaming = streaming
         self.store_maps = store_maps
         self.differentiable = differentiable
+        self.check_inputs = check_inputs
+        self._guard: BatchGuard | None = None
         self._se: list[SEBlock] = found
         self._state = {b.name: _BlockState(b.name, _infer_channels(b.module)) for b in found}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -178,6 +196,9 @@ class ExcitationProbe:
         if self._active:
             raise RuntimeError("this ExcitationProbe is already active; nest a new probe instead")
         try:
+            if self.check_inputs:
+                self._guard = BatchGuard("input of the probed model")
+                self._handles.append(self.model.register_forward_pre_hook(self._guard_hook))
             for block in self._se:
                 state = self._state[block.name]
                 self._handles.append(block.gate.register_forward_hook(self._make_gate_hook(state)))
@@ -191,12 +212,18 @@ class ExcitationProbe:
                           "is random; call model.eval() for reproducible excitations", stacklevel=2)
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: Any) -> None:
         self._remove_hooks()
         self._active = False
         self._paused = 0
         for state in self._state.values():
             state.pending_s = None
+        if exc_type is None:  # an exception on its way out is not masked by an input complaint
+            self._check_guard()
+
+    def _check_guard(self) -> None:
+        if self._guard is not None:
+            self._guard.check()
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -222,6 +249,12 @@ class ExcitationProbe:
             state.reset()
 
     # ------------------------------------------------------------------ hooks
+    def _guard_hook(self, module: nn.Module, args: tuple) -> None:
+        """Forward pre-hook: record the input batch's NaN count and range on the device."""
+        if self._paused or not args or not isinstance(args[0], torch.Tensor) or args[0].ndim != 4:
+            return
+        self._guard(args[0])
+
     def _make_gate_hook(self, state: _BlockState):
         def gate_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             if self._paused:
@@ -305,10 +338,12 @@ class ExcitationProbe:
 
         Raises:
             RuntimeError: the probe is streaming (use :meth:`aggregates`).
+            InputError: a recorded input batch was not in [0, 1] or held NaN (``check_inputs``).
         """
         if self.streaming:
             raise RuntimeError("records() is not available with streaming=True: the probe kept only running "
                                "aggregates; read probe.aggregates(), or use streaming=False for per-sample data")
+        self._check_guard()
         out: dict[str, dict[str, torch.Tensor]] = {}
         for name, state in self._state.items():
             block: dict[str, torch.Tensor] = {}
@@ -325,6 +360,16 @@ class ExcitationProbe:
             out[name] = block
         return out
 
+    def pop_records(self, device: str | torch.device | None = None) -> dict[str, dict[str, torch.Tensor]]:
+        """:meth:`records` (kept where they were recorded by default), then :meth:`clear`.
+
+        The pattern of a loop that reduces each batch itself: forward, take that batch's records,
+        reduce. With ``differentiable=True`` this also frees the previous step's graphs.
+        """
+        out = self.records(device=device)
+        self.clear()
+        return out
+
     def aggregates(self, device: str | torch.device | None = "cpu") -> dict[str, dict[str, Any]]:
         """Running aggregates of a streaming probe, per block.
 
@@ -336,10 +381,12 @@ class ExcitationProbe:
 
         Raises:
             RuntimeError: the probe is not streaming (use :meth:`records`, or compute from it).
+            InputError: a recorded input batch was not in [0, 1] or held NaN (``check_inputs``).
         """
         if not self.streaming:
             raise RuntimeError("aggregates() needs ExcitationProbe(..., streaming=True); this probe keeps "
                                "per-sample records: use probe.records()")
+        self._check_guard()
         out: dict[str, dict[str, Any]] = {}
         for name, state in self._state.items():
             if state.count == 0:

@@ -31,6 +31,8 @@ from tqdm.auto import tqdm
 
 from .eps import parse_eps
 from .io import CheckpointError, atomic_torch_save, atomic_write_text, load_checkpoint
+from .linf_pgd import default_alpha, linf_pgd, uniform_start
+from .runtime import eval_mode, model_device
 
 __all__ = ["TrainConfig", "train", "evaluate_accuracy", "resolve_device"]
 
@@ -136,36 +138,40 @@ def _autocast(device: torch.device):
 
 def _adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                        gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """PGD-AT or FGSM-RS examples in [0, 1] pixel space; only the input gets gradients."""
+    """PGD-AT or FGSM-RS examples in [0, 1] pixel space (the shared :func:`~serobust.linf_pgd.linf_pgd`).
+
+    Both start at a uniform random point of the eps ball drawn from ``gen`` (the epoch's generator);
+    FGSM-RS (Wong et al. 2020) is one step of size ``1.25 * eps``, PGD-AT (Madry et al. 2018)
+    ``adv_steps`` steps of size ``2.5 * eps / steps`` unless ``adv_alpha`` is set. The model stays in
+    the mode the trainer put it in; bf16 autocast on CUDA, as for the training step. Only the input
+    gets gradients.
+    """
     eps = parse_eps(cfg.adv_eps)
     if cfg.adversarial == "fgsm_rs":
         steps, alpha = 1, parse_eps(cfg.adv_alpha) if cfg.adv_alpha is not None else 1.25 * eps
     else:
         steps = cfg.adv_steps
-        alpha = parse_eps(cfg.adv_alpha) if cfg.adv_alpha is not None else 2.5 * eps / steps
-    delta = (torch.rand(x.shape, generator=gen, device=device) * 2 - 1) * eps
-    delta = ((x + delta).clamp_(0, 1) - x).requires_grad_(True)
-    for _ in range(steps):
+        alpha = parse_eps(cfg.adv_alpha) if cfg.adv_alpha is not None else default_alpha(eps, steps)
+
+    def loss(x_adv: torch.Tensor) -> torch.Tensor:
         with _autocast(device):
-            loss = F.cross_entropy(model(x + delta), y)
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta += alpha * grad.sign()
-            delta.clamp_(-eps, eps)
-            delta.copy_((x + delta).clamp_(0, 1) - x)
-    return (x + delta).detach()
+            return F.cross_entropy(model(x_adv), y)
+
+    return linf_pgd(loss, x, eps=eps, alpha=alpha, steps=steps, start=uniform_start(x, eps, generator=gen))
 
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000,
                       channels_last: bool = False) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) of ``model`` on tensors, in eval mode, restoring the mode after."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    """(accuracy, mean cross-entropy) of ``model`` on tensors, in eval mode, restoring every mode after.
+
+    Runs on the model's device (:func:`serobust.runtime.model_device`: the CPU for a model without
+    parameters or buffers); counts stay on the device until the one transfer at the end.
+    """
+    device = model_device(model)
     correct = torch.zeros((), device=device)
     loss = torch.zeros((), device=device)
-    try:
+    with eval_mode(model):
         for i in range(0, len(y), batch_size):
             xb = x[i : i + batch_size].to(device, non_blocking=True)
             yb = y[i : i + batch_size].to(device, non_blocking=True)
@@ -175,8 +181,6 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bat
                 out = model(xb).float()
             correct += (out.argmax(1) == yb).sum()
             loss += F.cross_entropy(out, yb, reduction="sum")
-    finally:
-        model.train(was_training)
     n = max(1, len(y))
     return correct.item() / n, loss.item() / n
 

@@ -1,25 +1,19 @@
-"""Excitation-shift metrics against independent numpy/scipy computations, and the random controls."""
+"""excitation_shift and shift_analysis against independent numpy/scipy computations on a trained SE twin."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy import stats
+from se_reference import reference_pgd
 from torch import nn
 
-from serobust import build_model
-from serobust.metrics import (
-    _average_ranks,
-    excitation_shift,
-    feature_sensitivity,
-    matched_gaussian_noise,
-    matched_layers,
-    shift_analysis,
-    sign_noise,
-)
+from serobust import build_model, register_shift_metric
+from serobust.metrics import excitation_shift, shift_analysis
 from serobust.models.se import SqueezeExcite
+from serobust.names import KINDS
+from serobust.shift_metrics import POOLED_METRICS, SHIFT_METRICS, average_ranks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,13 +24,8 @@ BLOCKS = ["features.0.se", "features.1.se", "features.3.se", "features.4.se", "f
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10) -> torch.Tensor:
     """A small hand-written Linf PGD with a seeded random start (independent of serobust.attacks)."""
     gen = torch.Generator().manual_seed(1)
-    x_adv = (x + eps * (2 * torch.rand(x.shape, generator=gen) - 1)).clamp(0, 1)
-    for _ in range(steps):
-        x_adv.requires_grad_(True)
-        grad, = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)
-        x_adv = x_adv.detach() + (eps / 4) * grad.sign()
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
-    return x_adv.detach()
+    start = (x + eps * (2 * torch.rand(x.shape, generator=gen) - 1)).clamp(0, 1)
+    return reference_pgd(model, x, y, eps, eps / 4, steps, start=start)
 
 
 def _reference(model: nn.Module, x: torch.Tensor) -> dict[str, dict[str, np.ndarray]]:
@@ -158,7 +147,7 @@ def test_average_ranks_match_scipy_with_ties():
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 5, (20, 11), generator=gen).float()  # many ties
     expected = np.stack([stats.rankdata(row) for row in x.numpy()])
-    np.testing.assert_allclose(_average_ranks(x).numpy(), expected)
+    np.testing.assert_allclose(average_ranks(x).numpy(), expected)
 
 
 def test_per_channel_rows_and_means(trained_digits_pair, digits_attack):
@@ -218,7 +207,10 @@ def test_shift_analysis_against_controls(trained_digits_pair, digits_xy):
         assert first.loc["pgd", "accuracy"] < first.loc["sign_noise", "accuracy"]
         assert first.loc["pgd", "accuracy"] < first.loc["gaussian", "accuracy"]
         assert len(set(first["clean_accuracy"])) == 1
+    # kind is a serobust.names kind: the attack's rows are "adversarial", a control's rows its own name
     assert set(frame.loc[frame["perturbation"] == "pgd", "kind"]) == {"adversarial"}
+    controls = frame[frame["perturbation"] != "pgd"]
+    assert (controls["kind"] == controls["perturbation"]).all() and set(frame["kind"]) == set(KINDS)
 
 
 def test_shift_analysis_custom_attack_and_success_split(trained_digits_pair, digits_xy):
@@ -234,47 +226,6 @@ def test_shift_analysis_custom_attack_and_success_split(trained_digits_pair, dig
     adv_rows = frame[(frame["perturbation"] == "pgd") & frame["success"]]
     assert set(adv_rows["n_samples"]) == {int(((pc == y) & (pa != y)).sum())}
     np.testing.assert_allclose(adv_rows["accuracy"], float((pa == y).float().mean()))
-
-
-def test_matched_gaussian_noise_norms_per_sample(digits_xy):
-    _, (x, y) = digits_xy
-    x = x[:64]
-    gen = torch.Generator().manual_seed(0)
-    x_adv = (x + 0.1 * torch.randn(x.shape, generator=gen).sign()).clamp(0, 1)
-    x_adv[0] = x[0]  # a zero perturbation stays zero
-    noisy = matched_gaussian_noise(x, x_adv, generator=torch.Generator().manual_seed(1), batch_size=24)
-    assert noisy.min() >= 0 and noisy.max() <= 1
-    target = (x_adv - x).flatten(1).norm(dim=1)
-    np.testing.assert_allclose((noisy - x).flatten(1).norm(dim=1), target, rtol=1e-4, atol=1e-6)
-    assert not torch.equal(torch.sign(noisy - x)[1:], torch.sign(x_adv - x)[1:])  # a different direction
-    signs = sign_noise(x, 0.1, generator=torch.Generator().manual_seed(0))
-    assert (signs - x).abs().max() <= 0.1 + 1e-6 and signs.min() >= 0 and signs.max() <= 1
-
-
-def test_feature_sensitivity_matched_layers(trained_digits_pair, digits_attack):
-    base, se = trained_digits_pair
-    x, x_adv, _ = digits_attack
-    layers = matched_layers(base, se)
-    assert layers == ["features.0", "features.1", "features.3", "features.4", "features.6"]
-    with pytest.raises(ValueError, match="matched_layers"):
-        feature_sensitivity(base, x, x_adv)
-    frame = feature_sensitivity(base, x, x_adv, layers=layers, batch_size=50)
-    assert list(frame["layer"]) == layers
-    outs = {}
-    handles = [dict(base.named_modules())[n].register_forward_hook(
-        lambda m, a, o, n=n: outs.setdefault(n, []).append(o.detach().flatten(1))) for n in layers]
-    with torch.no_grad():
-        base(x)
-        base(x_adv)
-    for h in handles:
-        h.remove()
-    for name in layers:
-        clean, adv = outs[name]
-        rel = ((adv - clean).norm(dim=1) / clean.norm(dim=1)).numpy()
-        row = frame[frame["layer"] == name].iloc[0]
-        np.testing.assert_allclose(row["rel_change"], rel.mean(), rtol=1e-4)
-        np.testing.assert_allclose(row["rel_change_median"], np.median(rel), rtol=1e-4)
-    assert list(feature_sensitivity(se, x, x_adv)["layer"]) == layers  # default: the SE parents
 
 
 def test_model_mode_restored_and_bad_input(trained_digits_pair, digits_attack):
@@ -294,3 +245,60 @@ def test_model_mode_restored_and_bad_input(trained_digits_pair, digits_attack):
         excitation_shift(se, x, x_adv, split_success=True)
     with pytest.raises(ValueError, match="controls"):
         shift_analysis(se, x, y, 0.1, attack=pgd, controls=("uniform",))
+
+
+# ------------------------------------------------------------------------------- registering a metric
+@pytest.fixture
+def registered_metrics():
+    """Register metrics for one test; the table is restored afterwards, also when the test fails."""
+    before_metrics, before_pooled = dict(SHIFT_METRICS), dict(POOLED_METRICS)
+    yield register_shift_metric
+    SHIFT_METRICS.clear()
+    SHIFT_METRICS.update(before_metrics)
+    POOLED_METRICS.clear()
+    POOLED_METRICS.update(before_pooled)
+
+
+def test_registered_metric_is_a_column_everywhere(trained_digits_pair, digits_attack, registered_metrics):
+    _, se = trained_digits_pair
+    x, x_adv, y = digits_attack
+    x, x_adv, y = x[:40], x_adv[:40], y[:40]
+    registered_metrics("s_l1_change", lambda p: (p.s_adv - p.s_clean).abs().sum(1))
+    registered_metrics("u_max_change", lambda p: (p.u_adv - p.u_clean).flatten(1).abs().amax(1),
+                       pooled=lambda group: float(np.max(group.samples["u_max_change"])))
+    per_sample = excitation_shift(se, x, x_adv, per_sample=True, batch_size=16, y=y)
+    blocks = excitation_shift(se, x, x_adv, batch_size=16)
+    split = excitation_shift(se, x, x_adv, batch_size=16, y=y, split_success=True)
+    shift = shift_analysis(se, x, y, 0.1, attack=lambda *_: x_adv, batch_size=16)
+    assert list(per_sample.columns)[-2:] == ["s_l1_change", "u_max_change"]
+    for frame in (blocks, split, shift):
+        assert {"s_l1_change", "u_max_change"} <= set(frame.columns)
+    # values against an independent computation: s from the SE weights, u from a plain hook
+    clean, adv = _reference(se, x), _reference(se, x_adv)
+    for name in BLOCKS:
+        rows = per_sample[per_sample["block"] == name].sort_values("sample")
+        l1 = np.abs(adv[name]["s"] - clean[name]["s"]).sum(1)
+        umax = np.abs(adv[name]["u"] - clean[name]["u"]).reshape(len(x), -1).max(1)
+        np.testing.assert_allclose(rows["s_l1_change"], l1, rtol=2e-4, atol=1e-6)
+        np.testing.assert_allclose(rows["u_max_change"], umax, rtol=2e-4, atol=1e-6)
+        row = blocks[blocks["block"] == name].iloc[0]
+        np.testing.assert_allclose(row["s_l1_change"], l1.mean(), rtol=2e-4)  # block rows: the mean ...
+        np.testing.assert_allclose(row["u_max_change"], umax.max(), rtol=2e-4)  # ... or the pooled value
+    adv_rows = shift[shift["kind"] == "adversarial"].set_index("block")
+    np.testing.assert_allclose(adv_rows["s_l1_change"], blocks.set_index("block")["s_l1_change"], rtol=1e-6)
+
+
+def test_register_shift_metric_rejects_misuse(trained_digits_pair, digits_attack, registered_metrics):
+    _, se = trained_digits_pair
+    x, x_adv, _ = digits_attack
+    with pytest.raises(ValueError, match="already registered"):
+        registered_metrics("s_cosine", lambda p: p.s_clean.sum(1))
+    with pytest.raises(ValueError, match="bookkeeping"):
+        registered_metrics("block", lambda p: p.s_clean.sum(1))
+    with pytest.raises(ValueError, match="summary"):
+        registered_metrics("damping_ratio_of_means", lambda p: p.s_clean.sum(1))
+    with pytest.raises(TypeError, match="callable"):
+        registered_metrics("not_a_function", 3)
+    registered_metrics("per_channel_by_mistake", lambda p: p.s_clean)  # (B, C), not (B,)
+    with pytest.raises(ValueError, match="per_channel_by_mistake.*one value per sample"):
+        excitation_shift(se, x[:8], x_adv[:8])

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from serobust import build_model, build_pair, register_se_adapter
+from serobust.errors import InputError
 from serobust.models.se import SqueezeExcite
 from serobust.probe import ExcitationProbe
 from serobust.se_adapters import NoSEModuleError
@@ -252,3 +253,91 @@ def test_warns_when_probing_a_training_model():
     model = build_model("cnn", num_classes=10, in_channels=1, se=True, reduction=4)
     with pytest.warns(UserWarning, match="training mode"), ExcitationProbe(model):
         pass
+
+
+# ------------------------------------------------------------------------------------------ input checks
+def _nan_batch() -> torch.Tensor:
+    x = torch.rand(3, 1, 8, 8)
+    x[1, 0, 4, 4] = float("nan")
+    return x
+
+
+BAD_BATCHES = {
+    "0..255": (lambda: torch.rand(3, 1, 8, 8) * 255, "divide by 255"),
+    "nan": (_nan_batch, "NaN"),
+    "normalized": (lambda: (torch.rand(3, 1, 8, 8) - 0.5) / 0.5, "Normalize"),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_BATCHES))
+@pytest.mark.parametrize("streaming", [False, True], ids=["records", "aggregates"])
+def test_bad_input_batch_raises_on_read_naming_the_batch(se_cnn, bad, streaming):
+    make, match = BAD_BATCHES[bad]
+    probe = ExcitationProbe(se_cnn, streaming=streaming)
+    read = probe.aggregates if streaming else probe.records
+    with pytest.raises(InputError, match=match):  # raised by the end of the with block at the latest
+        with probe, torch.no_grad():
+            se_cnn(torch.rand(4, 1, 8, 8))
+            read()  # a good batch reads fine
+            se_cnn(make())
+            with pytest.raises(InputError, match=match) as info:
+                read()
+            assert "(batch 1)" in str(info.value)
+    assert _all_hooks_empty(se_cnn)
+    with pytest.raises(InputError, match=match):  # and keeps raising when the records are read later
+        read()
+
+
+def test_bad_input_raises_on_exit_when_records_are_never_read(se_cnn):
+    with pytest.raises(InputError, match="batch 2"), ExcitationProbe(se_cnn):
+        for _ in range(2):
+            se_cnn(torch.rand(2, 1, 8, 8))
+        se_cnn(torch.rand(2, 1, 8, 8) * 255)
+    assert _all_hooks_empty(se_cnn)
+
+
+def test_input_checks_skip_paused_passes_and_can_be_disabled(se_cnn):
+    with ExcitationProbe(se_cnn) as probe:
+        with probe.pause():
+            se_cnn(torch.rand(2, 1, 8, 8) * 255)  # an attack's business while paused: not recorded
+        se_cnn(torch.rand(2, 1, 8, 8))
+    assert probe.records()["features.0.se"]["z"].shape == (2, 16)
+    with ExcitationProbe(se_cnn, check_inputs=False) as unchecked:  # the caller checked the whole input
+        se_cnn(torch.rand(2, 1, 8, 8) * 255)
+    assert unchecked.records()["features.0.se"]["z"].shape == (2, 16)
+
+
+def test_exception_in_body_is_not_masked_by_a_bad_input(se_cnn):
+    with pytest.raises(RuntimeError, match="boom"), ExcitationProbe(se_cnn):
+        se_cnn(torch.rand(2, 1, 8, 8) * 255)
+        raise RuntimeError("boom")
+    assert _all_hooks_empty(se_cnn)
+
+
+def test_uint8_images_raise_at_once(se_cnn):
+    with pytest.raises(InputError, match="x.float"), ExcitationProbe(se_cnn):
+        se_cnn(torch.randint(0, 255, (2, 1, 8, 8), dtype=torch.uint8))
+
+
+def test_pop_records_returns_one_batch_and_clears(se_cnn):
+    x = torch.rand(5, 1, 8, 8)
+    with ExcitationProbe(se_cnn) as probe, torch.no_grad():
+        se_cnn(x[:2])
+        first = probe.pop_records()
+        se_cnn(x[2:])
+        second = probe.pop_records()
+        assert probe.records()["features.0.se"]["z"].shape == (0, 16)
+    with ExcitationProbe(se_cnn) as whole, torch.no_grad():
+        se_cnn(x[:2])
+        se_cnn(x[2:])
+    for name, rec in whole.records().items():
+        torch.testing.assert_close(torch.cat([first[name]["s"], second[name]["s"]]), rec["s"])
+
+
+def test_differentiable_records_carry_gradients_to_the_input(se_cnn):
+    x = torch.rand(3, 1, 8, 8, requires_grad=True)
+    with ExcitationProbe(se_cnn, differentiable=True) as probe:
+        se_cnn(x)
+        s = probe.pop_records()["features.6.se"]["s"]
+    (grad,) = torch.autograd.grad(s.sum(), x)
+    assert grad.abs().sum() > 0

@@ -183,3 +183,38 @@ def test_mnist5k_default_config_reaches_97_percent_for_both_twins():
     for model in (base, se):
         _, hist = train(model, data, TrainConfig(), device="cpu")
         assert hist["test_acc"].iloc[-1] >= 0.97, hist
+
+
+@pytest.mark.parametrize("mode,steps,alpha_of_eps", [("pgd", 3, lambda e: 2.5 * e / 3),
+                                                     ("fgsm_rs", 1, lambda e: 1.25 * e)])
+def test_adversarial_batch_equals_hand_written_pgd_from_the_epoch_generator(mode, steps, alpha_of_eps):
+    """PGD-AT and FGSM-RS: a uniform start in the ball from the epoch's generator, then sign steps,
+    each projected onto the ball and [0, 1] (the shared serobust.linf_pgd loop)."""
+    model = _model(se=True).train()
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    eps = 8 / 255
+    cfg = TrainConfig(adversarial=mode, adv_eps="8/255", adv_steps=3)
+    got = _adversarial_batch(model, x, y, cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    expected_model = _model(se=True).train()  # the same weights; BatchNorm statistics move alike
+    gen = torch.Generator().manual_seed(0)
+    x_adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(expected_model(x_adv), y), x_adv)
+        x_adv = x_adv.detach() + alpha_of_eps(eps) * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    torch.testing.assert_close(got, x_adv, rtol=0, atol=1e-6)
+
+
+def test_evaluate_accuracy_on_a_model_without_parameters_restores_its_mode():
+    from serobust.trainer import evaluate_accuracy
+
+    model = torch.nn.Flatten().train()  # logits are the pixels: no parameter tells the device
+    x = torch.rand(10, 1, 2, 5, generator=torch.Generator().manual_seed(0))
+    y = x.flatten(1).argmax(1)
+    y[:3] = (y[:3] + 1) % 10
+    accuracy, loss = evaluate_accuracy(model, x, y, batch_size=4)
+    assert accuracy == pytest.approx(0.7)
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(x.flatten(1), y).item(), rel=1e-6)
+    assert model.training
