@@ -39,8 +39,10 @@ _EXPORTS: dict[str, str] = {
     "train": "trainer",
     # attacks
     "ATTACKS": "attacks",
+    "Attack": "attacks",
     "AttackSpec": "attacks",
     "attack": "attacks",
+    "register_attack": "attacks",
     "evaluate": "attacks",
     "evaluate_transfer": "attacks",
     "masking_diagnostics": "diagnostics",
@@ -50,20 +52,31 @@ _EXPORTS: dict[str, str] = {
     "register_se_adapter": "se_adapters",
     "excitation_shift": "metrics",
     "shift_analysis": "metrics",
-    "feature_sensitivity": "metrics",
-    "matched_layers": "metrics",
-    "interventions": "mechanism",
-    "adaptive_attacks": "mechanism",
-    "class_profiles": "mechanism",
-    "profile_shift": "mechanism",
-    "gate_override": "mechanism",
+    "SHIFT_METRICS": "shift_metrics",
+    "register_shift_metric": "shift_metrics",
+    "feature_sensitivity": "sensitivity",
+    "matched_layers": "sensitivity",
+    "interventions": "gate_interventions",
+    "gate_override": "gate_interventions",
+    "adaptive_attacks": "adaptive",
+    "class_profiles": "profiles",
+    "profile_shift": "profiles",
+    # adversarial detection from excitations
+    "DETECTOR_FEATURES": "detect",
+    "MahalanobisDetector": "detect",
+    "detection_metrics": "detect",
+    "detector_pgd": "detect",
+    "detection_analysis": "detect",
+    "detection_verdict": "detect",
     # statistics
     "bootstrap_ci": "stats",
     "paired_difference": "stats",
-    "mcnemar": "stats",
+    "mcnemar": "paired_tests",
     "robust_accuracy_table": "stats",
-    "pooled_mcnemar": "stats",
-    "verdict": "stats",
+    "pooled_mcnemar": "paired_tests",
+    "verdict": "verdicts",
+    "informative_budgets": "robust_accuracy",
+    "headline_table": "robust_accuracy",
     # study
     "StudyConfig": "config",
     "load_study_config": "config",
@@ -90,7 +103,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
-    from .attacks import ATTACKS, AttackSpec, attack, evaluate, evaluate_transfer  # noqa: F401
+    from .adaptive import adaptive_attacks  # noqa: F401
+    from .attacks import (  # noqa: F401
+        ATTACKS,
+        Attack,
+        AttackSpec,
+        attack,
+        evaluate,
+        evaluate_transfer,
+        generate,
+        register_attack,
+    )
     from .config import StudyConfig, load_study_config  # noqa: F401
     from .data import (  # noqa: F401
         DATASETS,
@@ -101,27 +124,28 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
         ImageTensorDataset,
         load_dataset,
     )
+    from .detect import (  # noqa: F401
+        DETECTOR_FEATURES,
+        MahalanobisDetector,
+        detection_analysis,
+        detection_metrics,
+        detection_verdict,
+        detector_pgd,
+    )
     from .diagnostics import masking_diagnostics  # noqa: F401
     from .eps import parse_eps  # noqa: F401
+    from .gate_interventions import gate_override, interventions  # noqa: F401
     from .io import CheckpointError  # noqa: F401
-    from .mechanism import (  # noqa: F401
-        adaptive_attacks,
-        class_profiles,
-        gate_override,
-        interventions,
-        profile_shift,
-    )
-    from .metrics import excitation_shift, feature_sensitivity, matched_layers, shift_analysis  # noqa: F401
+    from .metrics import excitation_shift, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
+    from .paired_tests import mcnemar, pooled_mcnemar  # noqa: F401
     from .pipeline import run_study  # noqa: F401
     from .probe import ExcitationProbe  # noqa: F401
+    from .profiles import class_profiles, profile_shift  # noqa: F401
+    from .robust_accuracy import headline_table, informative_budgets  # noqa: F401
     from .se_adapters import register_se_adapter  # noqa: F401
-    from .stats import (  # noqa: F401
-        bootstrap_ci,
-        mcnemar,
-        paired_difference,
-        pooled_mcnemar,
-        robust_accuracy_table,
-        verdict,
-    )
+    from .sensitivity import feature_sensitivity, matched_layers  # noqa: F401
+    from .shift_metrics import SHIFT_METRICS, register_shift_metric  # noqa: F401
+    from .stats import bootstrap_ci, paired_difference, robust_accuracy_table  # noqa: F401
     from .trainer import TrainConfig, train  # noqa: F401
+    from .verdicts import verdict  # noqa: F401
