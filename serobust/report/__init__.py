@@ -1,5 +1,10 @@
-"""The study report: seaborn PNG figures and one self-contained HTML page (jinja2)."""
+"""The study report: seaborn PNG figures, one HTML page (jinja2), and a self-contained single-file copy.
 
-from .html import write_report
+``write_report(out_dir, results, tables, examples)`` draws the figures and writes ``index.html``;
+``render_single_file(folder)`` rebuilds ``index.single.html`` (every figure inlined) from a finished
+report folder.
+"""
 
-__all__ = ["write_report"]
+from .html import SINGLE_FILE_NAME, ReportFolderError, render_single_file, write_report
+
+__all__ = ["write_report", "render_single_file", "SINGLE_FILE_NAME", "ReportFolderError"]
