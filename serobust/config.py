@@ -1,7 +1,8 @@
 """Study configurations: TOML files loaded into frozen dataclasses, validated whole at load.
 
 A study file has one table per section (``[study]``, ``[data]``, ``[model]``, ``[train]``, ``[attacks]``,
-``[diagnostics]``, ``[probe]``, ``[mechanism]``, ``[stats]``, ``[report]``, ``[execution]``); every key is
+``[diagnostics]``, ``[probe]``, ``[mechanism]``, ``[stats]``, ``[report]``, ``[autoattack]``, ``[detect]``,
+``[execution]``); every key is
 optional except ``study.name``. ``experiments/mnist.toml`` documents every key.
 
 Everything a run will need is checked here, through the same registries the run uses (attack names and
@@ -173,8 +174,9 @@ class AttacksSection:
                 if labels.index(label) != i:
                     raise ConfigError(f"attacks.{key}[{i}] repeats attacks.{key}[{labels.index(label)}] ({label})")
         names = [a["name"] for a in self.white_box]
-        if self.main not in names:
-            raise ConfigError(f"attacks.main = {self.main!r} must be one of the white_box attacks: {names}")
+        if self.main not in names and self.main != "autoattack":
+            raise ConfigError(f"attacks.main = {self.main!r} must be one of the white_box attacks {names} "
+                              "or 'autoattack' (with [autoattack] enabled = true)")
         if names.count(self.main) > 1:
             raise ConfigError(f"attacks.main = {self.main!r} names {names.count(self.main)} white_box attacks; "
                               "keep one attack of that name")
@@ -191,8 +193,15 @@ class DiagnosticsSection:
     restarts: tuple[int, ...] = (1, 3)
     square_queries: int = 300
     large_eps: float = 0.6  # accuracy must be near 0 here
+    extra_attacks: tuple[dict, ...] = ()  # more attacks (any registered) that must not beat PGD of their norm
+    l2_eps: tuple[float, ...] = ()  # L2 radii for L2 extra attacks (compared with pgd_l2 there)
 
     def __post_init__(self) -> None:
+        specs = [_attack_spec(t, f"diagnostics.extra_attacks[{i}]") for i, t in enumerate(self.extra_attacks)]
+        if any(s.norm == "L2" for s in specs):
+            object.__setattr__(self, "l2_eps", _budgets(self.l2_eps, "diagnostics.l2_eps", upper=None))
+        elif self.l2_eps:
+            raise ConfigError("diagnostics.l2_eps is only used by L2 extra_attacks: remove it or add one")
         eps = _budgets(self.eps, "diagnostics.eps")
         if not any(e > 0 for e in eps):
             raise ConfigError("diagnostics.eps needs at least one budget > 0")
@@ -253,6 +262,8 @@ class StatsSection:
     n_resamples: int = 10_000
     min_effect: float = 0.01  # smallest robust-accuracy gain (fraction) that counts as support
     alpha: float = 0.05
+    floor: float = 0.02  # a budget where the baseline's robust accuracy is <= floor says nothing: not tested
+    ceiling_gap: float = 0.02  # nor one where it is within ceiling_gap of its clean accuracy
 
     def __post_init__(self) -> None:
         if not 0.5 < self.confidence < 1:
@@ -261,19 +272,84 @@ class StatsSection:
             raise ConfigError(f"stats.alpha = {self.alpha}: must be in (0, 1)")
         if self.n_resamples < 100:
             raise ConfigError(f"stats.n_resamples = {self.n_resamples}: must be >= 100 (10000 recommended)")
-        if not 0 <= self.min_effect < 1:
-            raise ConfigError(f"stats.min_effect = {self.min_effect}: a fraction of accuracy in [0, 1), e.g. 0.01")
+        for key in ("min_effect", "floor", "ceiling_gap"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"stats.{key} = {getattr(self, key)}: a fraction of accuracy in [0, 1), e.g. 0.02")
+
+
+_REFERENCE_KEYS = {"member": str, "attack": str, "eps": (int, float, str), "robust_acc": (int, float),
+                   "clean_acc": (int, float), "source": str}
 
 
 @dataclass(frozen=True)
 class ReportSection:
     examples: int = 8  # clean/adversarial image pairs shown
-    example_eps: float = 0.2
+    example_eps: float | str = "auto"  # "auto": the tested budget where the members differ most
+    # published numbers shown beside the measurement: { member, attack, eps, robust_acc, clean_acc?, source }
+    references: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
-        (eps,) = _budgets([self.example_eps], "report.example_eps")
-        object.__setattr__(self, "example_eps", eps)
+        if self.example_eps != "auto":
+            if isinstance(self.example_eps, str):
+                raise ConfigError(f"report.example_eps = {self.example_eps!r}: give a budget or 'auto'")
+            (eps,) = _budgets([self.example_eps], "report.example_eps")
+            object.__setattr__(self, "example_eps", eps)
         _positive("report", examples=self.examples)
+        for i, ref in enumerate(self.references):
+            key = f"report.references[{i}]"
+            if not isinstance(ref, dict) or not {"member", "attack", "eps", "robust_acc", "source"} <= set(ref):
+                raise ConfigError(f"{key} must be a table with member, attack, eps, robust_acc and source")
+            for k, v in ref.items():
+                if k not in _REFERENCE_KEYS or not isinstance(v, _REFERENCE_KEYS[k]) or isinstance(v, bool):
+                    raise ConfigError(f"{key}.{k} = {v!r}: allowed keys {sorted(_REFERENCE_KEYS)} (accuracies as "
+                                      "fractions in [0, 1])")
+            if not all(0 <= ref[k] <= 1 for k in ("robust_acc", "clean_acc") if k in ref):
+                raise ConfigError(f"{key}: accuracies are fractions in [0, 1]")
+            _budgets([ref["eps"]], f"{key}.eps")
+            _attack_spec({"name": ref["attack"]}, f"{key}.attack")
+
+
+@dataclass(frozen=True)
+class AutoAttackSection:
+    """AutoAttack (Croce & Hein 2020) with its published budgets on a subset: for adversarially trained studies.
+
+    Runs per member and seed on the first ``size`` examples of the eval set, at ``eps`` (clean accuracy at
+    eps 0 is added); its per-component robust accuracy goes to the report. Set ``attacks.main =
+    "autoattack"`` to make the verdict test it (PGD stays the cheap curve over every budget).
+    """
+
+    enabled: bool = False
+    eps: tuple[float, ...] = (0.1,)
+    size: int = 100
+    version: str = "standard"  # "standard" (the published evaluation) or "fast" (a screen, not a claim)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps", _budgets(self.eps, "autoattack.eps"))
+        _attack_spec({"name": "autoattack", "version": self.version}, "autoattack.version")
+        _positive("autoattack", size=self.size)
+
+
+@dataclass(frozen=True)
+class DetectSection:
+    """The excitation detector (serobust.detect) against its pooled-feature control and an adaptive attack."""
+
+    enabled: bool = True
+    size: int = 200  # eval examples scored (clean negatives, perturbed positives)
+    fit_size: int = 2000  # training images the class-conditional statistics are fitted on
+    eps: float = 0.1  # the budget of FGSM, PGD, the noise control and the adaptive attack
+    adaptive_steps: int = 20
+    margin: float = 0.05  # AUROC the excitation detector must gain over the control to count
+    level: float = 0.7  # AUROC it must keep under the adaptive attack to count
+
+    def __post_init__(self) -> None:
+        (eps,) = _budgets([self.eps], "detect.eps")
+        if eps == 0:
+            raise ConfigError("detect.eps must be > 0")
+        object.__setattr__(self, "eps", eps)
+        _positive("detect", size=self.size, fit_size=self.fit_size, adaptive_steps=self.adaptive_steps)
+        if not (0 <= self.margin < 1 and 0.5 <= self.level <= 1):
+            raise ConfigError(f"detect.margin = {self.margin} must be in [0, 1) and detect.level = {self.level} "
+                              "in [0.5, 1]")
 
 
 @dataclass(frozen=True)
@@ -313,6 +389,8 @@ class StudyConfig:
     mechanism: MechanismSection = field(default_factory=MechanismSection)
     stats: StatsSection = field(default_factory=StatsSection)
     report: ReportSection = field(default_factory=ReportSection)
+    autoattack: AutoAttackSection = field(default_factory=AutoAttackSection)
+    detect: DetectSection = field(default_factory=DetectSection)
     execution: ExecutionSection = field(default_factory=ExecutionSection)
     source: str = ""  # the file it came from (not part of the hash)
     eps_labels: dict = field(default_factory=dict, compare=False)  # budget -> how the file wrote it ("8/255")
@@ -339,6 +417,8 @@ _SECTIONS: dict[str, type] = {
     "mechanism": MechanismSection,
     "stats": StatsSection,
     "report": ReportSection,
+    "autoattack": AutoAttackSection,
+    "detect": DetectSection,
     "execution": ExecutionSection,
 }
 
@@ -462,6 +542,8 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
             p = (base_dir / p).resolve()
         sections["data"] = dataclasses.replace(sections["data"], path=str(p))
     cfg = StudyConfig(**sections, source=source, eps_labels=_eps_labels(raw))
+    if cfg.attacks.main == "autoattack" and not cfg.autoattack.enabled:
+        raise ConfigError("attacks.main = 'autoattack' needs [autoattack] enabled = true (its budgets and subset)")
     try:
         resolve_device(cfg.study.device)
     except SerobustError as e:

@@ -46,14 +46,18 @@ def plan(cfg: StudyConfig, env: dict[str, Any]) -> list[Task]:
     members = p.members(cfg)
     twins = members[1:]
     checked = seeds[: cfg.diagnostics.seeds or len(seeds)] if cfg.diagnostics.enabled else []
-    first: dict[str, Task] = {}
+    first: tuple[dict[str, Task], dict[str, Task]] | None = None
     for seed in seeds:
         # 1. train the baseline and each SE twin (same init for shared weights, same batches)
         models = {m: p.train_task(cfg, m, seed, env) for m in members}
-        first = first or models
         tasks += models.values()
-        # 2. attack each member: white-box sweep over eps (per example) and the black-box checks
-        tasks += [p.evaluate_task(cfg, m, seed, models[m], env) for m in members]
+        # 2. attack each member: white-box sweep over eps (per example) and the black-box checks;
+        #    AutoAttack with its published budgets on a subset, when the study asks for it
+        evals = {m: p.evaluate_task(cfg, m, seed, models[m], env) for m in members}
+        tasks += evals.values()
+        first = first or (models, evals)
+        if cfg.autoattack.enabled:
+            tasks += [p.autoattack_task(cfg, m, seed, models[m], env) for m in members]
         # 3. gradient-masking checks (Carlini et al. 2019), against the pair's other member for transfer
         if seed in checked:
             tasks += [p.diagnostics_task(cfg, m, seed, models[m], models[twins[0] if m == BASELINE else BASELINE],
@@ -68,8 +72,11 @@ def plan(cfg: StudyConfig, env: dict[str, Any]) -> list[Task]:
         # 6. mechanism: interventions on the gates, adaptive attacks, class profiles
         if cfg.mechanism.enabled:
             tasks += [p.mechanism_task(cfg, t, seed, models, env) for t in twins]
-    # 7. example images for the report (the first seed's models)
-    tasks.append(p.examples_task(cfg, seeds[0], first, env))
+        # 7. the detector idea: do the excitations signal the attack beyond the baseline's own features?
+        if cfg.detect.enabled:
+            tasks += [p.detect_task(cfg, t, seed, models, env) for t in twins]
+    # 8. example images for the report (the first seed's models, at the budget where they differ most)
+    tasks.append(p.examples_task(cfg, seeds[0], *first, env))
     return tasks
 
 

@@ -83,6 +83,7 @@ def tiny_study(**sections) -> dict:
                         "large_eps": 0.6},
         "probe": {"size": 40, "eps": [0.1, 0.2]},
         "mechanism": {"size": 40, "eps": 0.2, "steps": 3},
+        "detect": {"size": 60, "fit_size": 400, "eps": 0.2, "adaptive_steps": 5},
         "stats": {"n_resamples": 1000},
         "report": {"examples": 4},
     }

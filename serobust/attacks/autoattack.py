@@ -22,7 +22,7 @@ from torch import nn
 
 from .base import NORMS, Attack, Runner, choice_rule, int_rule, optional, register_attack
 
-__all__ = ["PRESETS", "AutoAttack"]
+__all__ = ["PRESETS", "AutoAttack", "components"]
 
 #: The budget of each version; None options of a spec are filled from here.
 PRESETS: Mapping[str, Mapping[str, int]] = MappingProxyType({
@@ -57,25 +57,41 @@ def _plan(config: Mapping[str, Any], num_classes: int | None) -> tuple[list[tupl
     return plan, notes
 
 
-def _in_order(model: nn.Module, components: list[torchattacks.Attack]) -> Runner:
-    """Components in order, each on the examples still robust (AutoAttack's standard evaluation)."""
+def components(config: Mapping[str, Any], num_classes: int | None) -> list[str]:
+    """The names of the components a resolved AutoAttack config runs, in order (``APGD-CE``, ...)."""
+    return [name for name, _, _ in _plan(config, num_classes)[0]]
 
-    def go(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+
+class _InOrder:
+    """Components in order, each on the examples still robust (AutoAttack's standard evaluation).
+
+    After each call, ``component`` holds per example the index of the component that fooled it (-1: none
+    did, or the clean input was already misclassified), so a per-example table can say how robust
+    accuracy falls component by component, as AutoAttack reports it.
+    """
+
+    def __init__(self, model: nn.Module, attacks: list[torchattacks.Attack]) -> None:
+        self.model = model
+        self.attacks = attacks
+        self.component: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x_adv = x.clone()
         with torch.no_grad():
-            robust = model(x).argmax(1) == y  # (B,)
-        for comp in components:
+            robust = self.model(x).argmax(1) == y  # (B,)
+        component = torch.full_like(y, -1)
+        for k, atk in enumerate(self.attacks):
             idx = robust.nonzero().squeeze(1)  # host sync: the subset size decides the work
             if idx.numel() == 0:
                 break
-            adv = comp(x[idx], y[idx])
+            adv = atk(x[idx], y[idx])
             with torch.no_grad():
-                fooled = model(adv).argmax(1) != y[idx]
+                fooled = self.model(adv).argmax(1) != y[idx]
             x_adv[idx[fooled]] = adv[fooled]
             robust[idx[fooled]] = False
+            component[idx[fooled]] = k
+        self.component = component
         return x_adv
-
-    return go
 
 
 @register_attack
@@ -126,4 +142,4 @@ class AutoAttack(Attack):
             else:
                 comps.append(torchattacks.Square(model, norm=norm, eps=eps, n_queries=budget, n_restarts=1,
                                                  seed=seed))
-        return _in_order(model, comps), notes
+        return _InOrder(model, comps), notes

@@ -58,6 +58,7 @@ SUMMARY_COLUMNS = [
 ]
 PER_EXAMPLE_COLUMNS = [
     "index", "attack", "eps", "label", "clean_pred", "adv_pred", "clean_correct", "robust_correct", "linf", "l2",
+    "component",
 ]
 _STATS = ("linf", "l2", "lo", "hi")
 
@@ -434,7 +435,8 @@ def _tables(host: dict[Hashable, torch.Tensor], jobs: Sequence[Job], eps_list: S
     rows, pe_parts = [], []
     out_examples: dict[tuple[str, float], torch.Tensor] = {}
 
-    def add(label: str, norm: str, e: float, st: dict[str, torch.Tensor], budget: str, notes: list[str]) -> None:
+    def add(label: str, norm: str, e: float, st: dict[str, torch.Tensor], budget: str, notes: list[str],
+            component: torch.Tensor | None = None) -> None:
         n_robust = int(st["robust"].sum())
         rows.append({
             "attack": label, "eps": e, "norm": norm, "budget": budget,
@@ -449,6 +451,7 @@ def _tables(host: dict[Hashable, torch.Tensor], jobs: Sequence[Job], eps_list: S
                 "clean_pred": pred_all.numpy(), "adv_pred": st["adv_pred"].numpy(),
                 "clean_correct": clean_all.numpy(), "robust_correct": st["robust"].numpy(),
                 "linf": st["linf"].numpy(), "l2": st["l2"].numpy(),
+                "component": component.numpy() if component is not None else np.full(n, -1),
             }))
 
     for job in jobs:
@@ -456,7 +459,8 @@ def _tables(host: dict[Hashable, torch.Tensor], jobs: Sequence[Job], eps_list: S
             st = {k: host[(job.label, i, k)] for k in ("adv_pred", *_STATS)}
             st["robust"] = clean_all & (st["adv_pred"] == y_all)
             sanity(job.label, job.spec.norm, e, st, clean=clean_all, robust=st["robust"])
-            add(job.label, job.spec.norm, e, st, job.budgets[i], job.notes[i])
+            component = torch.cat(job.components[i]).cpu() if i in job.components else None
+            add(job.label, job.spec.norm, e, st, job.budgets[i], job.notes[i], component)
             if examples is not None:
                 out_examples[(job.label, e)] = torch.cat(examples[(job.label, i)]).cpu()
     for i, e in enumerate(eps_list):

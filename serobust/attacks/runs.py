@@ -89,6 +89,7 @@ class Job:
         self.runners: dict[int | None, Runner] = {}
         self.budgets: list[str] = []
         self.notes: list[list[str]] = []
+        self.components: dict[int, list[torch.Tensor]] = {}  # eps index -> per batch, see ensemble runners
 
     def build(self, model: nn.Module, num_classes: int) -> None:
         """Budgets, notes and runners for ``model`` (the :class:`Logits` wrapper)."""
@@ -115,6 +116,9 @@ class Job:
                 yield i, xb, pred
                 continue
             x_adv = seeder.run(self.runners[i], xb, yb, seed=batch_seed(self.seed, self.label, e, b))
+            component = getattr(self.runners[i], "component", None)  # an ensemble says which member fooled
+            if component is not None:
+                self.components.setdefault(i, []).append(component)
             adv_pred = None
             if pred is not None:
                 with torch.no_grad():

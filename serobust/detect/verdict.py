@@ -9,7 +9,7 @@ import pandas as pd
 from .features import DETECTOR_FEATURES
 from .study import ADAPTIVE
 
-__all__ = ["DetectionVerdict", "detection_verdict"]
+__all__ = ["DetectionVerdict", "detection_verdict", "detection_criterion"]
 
 
 @dataclass(frozen=True)
@@ -74,3 +74,61 @@ def detection_verdict(frame: pd.DataFrame, *, attack: str = "pgd", margin: float
     table = table.reset_index()
     return DetectionVerdict(supported=bool(table["supported"].all()), table=table, attack=attack,
                             margin=margin, level=level)
+
+
+def detection_criterion(frame: pd.DataFrame, *, attack: str = "pgd", margin: float = 0.05, level: float = 0.7,
+                        confidence: float = 0.95, n_resamples: int = 10_000) -> dict:
+    """The verdict criterion across seeds: "the excitation signals the attack beyond the baseline control, and
+    survives the adaptive attack".
+
+    Per seed (the unit of replication, as everywhere in the verdict): the AUROC difference excitation minus
+    pooled control against ``attack``, and the excitation detector's AUROC under the adaptive attack, each
+    averaged over eps. Both are judged by :func:`serobust.stats.judge` on their t intervals: the difference
+    must lie above ``margin``, the adaptive AUROC above ``level``. Outcome: "supported" when both are,
+    "opposite" when the excitation detector is worse than the control (its difference interval below 0),
+    "not supported" when either part is not supported or opposite, else "inconclusive".
+
+    Args:
+        frame: :func:`detection_analysis` frames of several seeds, with a ``seed`` column.
+
+    Returns:
+        A criterion dict like the verdict's (``id`` ``excitation_detector``, ``role`` ``detector``), with the
+        adaptive part in ``adaptive_auroc``, ``adaptive_ci_low``, ``adaptive_ci_high``.
+    """
+    from ..stats import judge, mean_ci
+
+    if "seed" not in frame.columns:
+        frame = frame.assign(seed=0)
+    cells = frame.groupby(["seed", "features", "perturbation"])["auroc"].mean()  # over eps within seed
+    try:
+        diff = (cells.xs(("excitation", attack), level=("features", "perturbation"))
+                - cells.xs(("pooled", attack), level=("features", "perturbation"))).dropna()
+        adaptive = cells.xs(("excitation", ADAPTIVE), level=("features", "perturbation")).dropna()
+    except KeyError:
+        diff = adaptive = pd.Series(dtype=float)
+    statement = (f"The excitation detector flags {attack} examples better than the same detector on the baseline's "
+                 f"pooled features (AUROC difference > {margin:g}) and keeps AUROC >= {level:g} under an adaptive "
+                 "attack that also lowers its score.")
+    if diff.empty or adaptive.empty:
+        return {"id": "excitation_detector", "role": "detector", "statement": statement, "outcome": "inconclusive",
+                "effect": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n_seeds": 0,
+                "detail": "no detection results with finite AUROCs (no successful adversarial examples?)"}
+    d = mean_ci(diff.to_numpy(), confidence=confidence, n_resamples=n_resamples)
+    a = mean_ci(adaptive.to_numpy(), confidence=confidence, n_resamples=n_resamples)
+    beyond, why_beyond = judge(d["mean"], d["ci_low"], d["ci_high"], expect="above", threshold=margin)
+    survives, why_survives = judge(a["mean"], a["ci_low"], a["ci_high"], expect="above", threshold=level)
+    if beyond == survives == "supported":
+        outcome = "supported"
+    elif judge(d["mean"], d["ci_low"], d["ci_high"], expect="above", threshold=0.0)[0] == "opposite":
+        outcome = "opposite"
+    elif {beyond, survives} & {"not supported", "opposite"}:
+        outcome = "not supported"
+    else:
+        outcome = "inconclusive"
+    detail = (f"AUROC excitation minus pooled control against {attack}: {d['mean']:+.3f} [{d['ci_low']:+.3f}, "
+              f"{d['ci_high']:+.3f}] ({why_beyond}); excitation AUROC under the adaptive attack: {a['mean']:.3f} "
+              f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}] ({why_survives}); t intervals across {d['n']} seeds.")
+    return {"id": "excitation_detector", "role": "detector", "statement": statement, "outcome": outcome,
+            "effect": float(d["mean"]), "ci_low": float(d["ci_low"]), "ci_high": float(d["ci_high"]),
+            "n_seeds": int(d["n"]), "detail": detail, "adaptive_auroc": float(a["mean"]),
+            "adaptive_ci_low": float(a["ci_low"]), "adaptive_ci_high": float(a["ci_high"])}

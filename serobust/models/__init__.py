@@ -1,22 +1,30 @@
-"""Paired baseline/SE model zoo.
+"""Paired baseline/SE model zoo: the registry, the SE gate, and one module per architecture family.
 
-A tiny registry maps an architecture name to a factory ``f(*, num_classes, in_channels, se, reduction,
-min_hidden, mean, std) -> nn.Module``. Baseline and SE twin are one class, one argument (``se``) apart;
-:func:`build_pair` makes them share every common parameter and buffer bit for bit at init.
+Every module of this package is imported with it, built-in families first, so **adding an architecture is
+one file**: a module in this folder that defines the model (SE modules made with :func:`make_se`, on the
+block's output or residual branch) and registers a factory with ``@register_model("name")``. The family
+modules here are examples: ``cnn`` (a small CNN for digits), ``resnet`` (CIFAR ResNet-20/32/56) and
+``preact_resnet`` (PreAct-ResNet-18).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import importlib
+import pkgutil
 
-import torch
-from torch import nn
-
-from .cnn import SmallCNN
-from .common import Normalize
-from .preact_resnet import PreActResNet
-from .resnet import CifarResNet
+from .common import Normalize, make_se
+from .registry import ARCHITECTURES, build_model, build_pair, register_model
 from .se import SqueezeExcite, se_hidden_width
+
+_BUILT_IN = ("cnn", "resnet", "preact_resnet")
+_INFRASTRUCTURE = {"common", "registry", "se"}
+for _name in (*_BUILT_IN, *sorted(m.name for m in pkgutil.iter_modules(__path__)
+                                  if m.name not in _BUILT_IN and m.name not in _INFRASTRUCTURE)):
+    importlib.import_module(f"{__name__}.{_name}")
+
+from .cnn import SmallCNN  # noqa: E402
+from .preact_resnet import PreActResNet  # noqa: E402
+from .resnet import CifarResNet  # noqa: E402
 
 __all__ = [
     "ARCHITECTURES",
@@ -26,121 +34,8 @@ __all__ = [
     "SqueezeExcite",
     "se_hidden_width",
     "Normalize",
+    "make_se",
     "SmallCNN",
     "CifarResNet",
     "PreActResNet",
 ]
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-ARCHITECTURES: list[str] = []  # kept in registration order, updated by register_model
-
-
-def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator adding a factory to the registry under ``name``."""
-
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"architecture {name!r} is already registered")
-        _REGISTRY[name] = fn
-        ARCHITECTURES.append(name)
-        return fn
-
-    return deco
-
-
-@register_model("cnn")
-def cnn(**kw) -> nn.Module:
-    return SmallCNN(**kw)
-
-
-@register_model("resnet20")
-def resnet20(**kw) -> nn.Module:
-    return CifarResNet(depth=20, **kw)
-
-
-@register_model("resnet32")
-def resnet32(**kw) -> nn.Module:
-    return CifarResNet(depth=32, **kw)
-
-
-@register_model("resnet56")
-def resnet56(**kw) -> nn.Module:
-    return CifarResNet(depth=56, **kw)
-
-
-@register_model("preact_resnet18")
-def preact_resnet18(**kw) -> nn.Module:
-    return PreActResNet((2, 2, 2, 2), **kw)
-
-
-def _default_stats(in_channels: int, mean, std) -> tuple[Sequence[float], Sequence[float]]:
-    mean = tuple(mean) if mean is not None else (0.5,) * in_channels
-    std = tuple(std) if std is not None else (0.5,) * in_channels
-    if len(mean) != in_channels or len(std) != in_channels:
-        raise ValueError(
-            f"mean/std need one value per input channel ({in_channels}), got {len(mean)} and {len(std)}"
-        )
-    return mean, std
-
-
-def build_model(
-    arch: str,
-    num_classes: int,
-    in_channels: int = 3,
-    *,
-    se: bool = False,
-    reduction: float = 16,
-    min_hidden: int = 8,
-    seed: int | None = 0,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> nn.Module:
-    """Build one registered model; initialization is seeded without touching the global RNG state."""
-    if arch not in _REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHITECTURES)}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-    if in_channels < 1:
-        raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    mean, std = _default_stats(in_channels, mean, std)
-    kw = dict(num_classes=num_classes, in_channels=in_channels, se=se, reduction=reduction,
-              min_hidden=min_hidden, mean=mean, std=std)
-    if seed is None:
-        return _REGISTRY[arch](**kw)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _REGISTRY[arch](**kw)
-
-
-def build_pair(
-    arch: str,
-    num_classes: int,
-    in_channels: int = 3,
-    reduction: float = 16,
-    seed: int = 0,
-    *,
-    min_hidden: int = 8,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-) -> tuple[nn.Module, nn.Module]:
-    """Build a baseline and its SE twin, identical except for the SE modules.
-
-    Both are seeded from ``seed``; the twin then receives the baseline's value for every parameter and
-    buffer they share, bit for bit, so any difference after training comes from the SE gates (and the
-    gradients they route), not from initialization. The SE gates' own weights are seeded from ``seed``
-    too, so a pair is reproducible, and pairs with different ``reduction`` share the same baseline.
-
-    Returns:
-        ``(baseline, se_model)``, both in training mode on the CPU.
-    """
-    baseline = build_model(arch, num_classes, in_channels, se=False, seed=seed, mean=mean, std=std,
-                           min_hidden=min_hidden, reduction=reduction)
-    twin = build_model(arch, num_classes, in_channels, se=True, seed=seed, mean=mean, std=std,
-                       min_hidden=min_hidden, reduction=reduction)
-    result = twin.load_state_dict(baseline.state_dict(), strict=False)
-    se_names = {n for n, m in twin.named_modules() if isinstance(m, SqueezeExcite)}
-    stray = [k for k in result.missing_keys if k.rsplit(".", 2)[0] not in se_names]
-    if result.unexpected_keys or stray:  # a registry bug, not a user error
-        raise RuntimeError(f"baseline and SE twin of {arch!r} differ outside the SE modules: "
-                           f"{result.unexpected_keys + stray}")
-    return baseline, twin

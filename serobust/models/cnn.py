@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .common import Normalize, make_se
+from .registry import register_model
 
 __all__ = ["SmallCNN"]
 
@@ -61,3 +62,8 @@ class SmallCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(self.normalize(x))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+@register_model("cnn")
+def cnn(**kw) -> nn.Module:
+    return SmallCNN(**kw)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import Normalize, make_se
+from .registry import register_model
 
 __all__ = ["PreActResNet"]
 
@@ -76,3 +77,8 @@ class PreActResNet(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = F.relu(self.bn(x))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+@register_model("preact_resnet18")
+def preact_resnet18(**kw) -> nn.Module:
+    return PreActResNet((2, 2, 2, 2), **kw)

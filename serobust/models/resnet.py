@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import Normalize, make_se
+from .registry import register_model
 
 __all__ = ["CifarResNet", "BasicBlock"]
 
@@ -105,3 +106,18 @@ class CifarResNet(nn.Module):
         x = F.relu(self.bn1(self.conv1(self.normalize(x))))
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+@register_model("resnet20")
+def resnet20(**kw) -> nn.Module:
+    return CifarResNet(depth=20, **kw)
+
+
+@register_model("resnet32")
+def resnet32(**kw) -> nn.Module:
+    return CifarResNet(depth=32, **kw)
+
+
+@register_model("resnet56")
+def resnet56(**kw) -> nn.Module:
+    return CifarResNet(depth=56, **kw)

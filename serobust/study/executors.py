@@ -219,6 +219,12 @@ def _eta(pending: list[Task], running: dict[Any, Task], took: dict[str, list[flo
         "%M:%S", time.gmtime(seconds))
 
 
+#: Which ready task starts first: long tasks that others wait for before short leaves, so that every slot
+#: stays busy (training gates everything; AutoAttack and the masking checks are the longest leaves).
+PRIORITY = {"train": 0, "autoattack": 1, "diagnostics": 2, "evaluate": 3, "detect": 4, "probe": 5, "mechanism": 6,
+            "transfer": 7, "examples": 8}
+
+
 def execute(tasks: Sequence[Task], executor: Any, store: StudyStore, *, progress: bool | None = None) -> None:
     """Run every task not yet done, deps first, as many at once as the executor has slots.
 
@@ -238,7 +244,8 @@ def execute(tasks: Sequence[Task], executor: Any, store: StudyStore, *, progress
                disable=(not progress) if progress is not None else None, dynamic_ncols=True)
     try:
         while pending or running:
-            ready = [t for t in pending if all(d.key in finished for d in t.deps.values())]
+            ready = sorted((t for t in pending if all(d.key in finished for d in t.deps.values())),
+                           key=lambda t: PRIORITY.get(t.stage, len(PRIORITY)))
             for task in ready if failure is None else []:
                 if len(running) >= executor.slots:
                     break

@@ -15,7 +15,8 @@ from ..names import BASELINE, twin_name
 from .tasks import Task
 
 __all__ = ["numerics", "members", "train_task", "evaluate_task", "diagnostics_task", "transfer_task",
-           "probe_task", "mechanism_task", "examples_task", "attack_table", "attack_spec"]
+           "probe_task", "mechanism_task", "examples_task", "attack_table", "attack_spec", "autoattack_task",
+           "detect_task", "curve_attack"]
 
 
 def numerics(cfg: StudyConfig, device_type: str) -> dict[str, Any]:
@@ -49,7 +50,10 @@ def attack_spec(table: dict[str, Any]):
 
 
 def attack_table(cfg: StudyConfig, name: str) -> dict[str, Any]:
-    """The white-box attack called ``name`` with its configured options (probes use the same budget)."""
+    """The white-box attack called ``name`` with its configured options (probes use the same budget);
+    ``autoattack`` is the ``[autoattack]`` section's version."""
+    if name == "autoattack":
+        return {"name": "autoattack", "version": cfg.autoattack.version}
     for table in cfg.attacks.white_box:
         if table["name"] == name:
             return dict(table)
@@ -111,7 +115,33 @@ def mechanism_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Tas
     return Task("mechanism", params, {"model": models[twin]}, label=f"{twin} s{seed}")
 
 
-def examples_task(cfg: StudyConfig, seed: int, models: dict[str, Task], env: dict[str, Any]) -> Task:
+def autoattack_task(cfg: StudyConfig, member: str, seed: int, model: Task, env: dict[str, Any]) -> Task:
+    a = {"eps": cfg.autoattack.eps, "size": cfg.autoattack.size}
+    params = {**_common(cfg, member, seed, env), "autoattack": a, "attack": attack_table(cfg, "autoattack")}
+    return Task("autoattack", params, {"model": model},
+                label=f"{member} s{seed}")
+
+
+def detect_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], env: dict[str, Any]) -> Task:
+    d = dataclasses.asdict(cfg.detect)
+    for key in ("enabled", "margin", "level"):  # the verdict's thresholds do not change the measurement
+        d.pop(key)
+    return Task("detect", {**_common(cfg, twin, seed, env), "detect": d},
+                {"model": models[twin], "baseline": models[BASELINE]}, label=f"{twin} s{seed}")
+
+
+def curve_attack(cfg: StudyConfig) -> dict[str, Any]:
+    """The white-box attack whose curve over every eps stands for the main attack (itself unless it is
+    AutoAttack, which runs on a subset at a few budgets: then the last white-box attack, PGD by convention)."""
+    main = cfg.attacks.main
+    return attack_table(cfg, main) if main != "autoattack" else dict(cfg.attacks.white_box[-1])
+
+
+def examples_task(cfg: StudyConfig, seed: int, models: dict[str, Task], evals: dict[str, Task],
+                  env: dict[str, Any]) -> Task:
+    curve = curve_attack(cfg)
     params = {"seed": seed, "data": _data(cfg), "numerics": env, "n": cfg.report.examples,
-              "eps": cfg.report.example_eps, "attack": attack_table(cfg, cfg.attacks.main)}
-    return Task("examples", params, dict(models), label=f"s{seed}")
+              "eps": cfg.report.example_eps, "attack": curve, "curve": attack_spec(curve).label,
+              "members": list(models)}
+    deps = {**models, **{f"eval:{m}": t for m, t in evals.items()}}
+    return Task("examples", params, deps, label=f"s{seed}")

@@ -64,25 +64,32 @@ def collect(tasks: Sequence[Task], store: StudyStore) -> tuple[dict[str, pd.Data
         elif task.stage == "mechanism":
             for name in ("interventions", "adaptive", "profile_shift"):
                 add(name, out[name], seed=seed, model=p["member"])
+        elif task.stage == "autoattack":
+            add("robust", out["summary"], seed=seed, model=p["member"])
+            add("per_example", out["per_example"], seed=seed, model=p["member"])
+            add("autoattack", out["components"], seed=seed, model=p["member"])
+        elif task.stage == "detect":
+            add("detection", out["detection"], seed=seed, model=p["member"])
         elif task.stage == "examples":
             examples = _examples(out, p)
     return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}, examples
 
 
 def _examples(out: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
-    members = sorted({k.split(".")[0] for k in out if "." in k}, key=lambda m: (m != BASELINE, m))
-    return {"x": out["x"], "y": out["y"], "eps": p["eps"], "attack": p["attack"]["name"],
-            "models": {m: {f: out[f"{m}.{f}"] for f in ("x_adv", "pred_clean", "pred_adv")} for m in members}}
+    return {"x": out["x"], "y": out["y"], "eps": out["meta"]["eps"], "attack": out["meta"]["attack"],
+            "models": {m: {f: out[f"{m}.{f}"] for f in ("x_adv", "pred_clean", "pred_adv")} for m in p["members"]}}
 
 
 def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack: str,
                twins: Sequence[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Add the statistics tables and compute one verdict per twin; returns ``(tables, verdicts)``."""
-    from .. import pooled_mcnemar, robust_accuracy_table, verdict
+    from .. import headline_table, pooled_mcnemar, robust_accuracy_table, verdict
+    from ..detect.verdict import detection_criterion
     from ..stats import mean_ci_by
 
     st = cfg.stats
     ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}
+    per_255 = bool(cfg.eps_labels)  # the config wrote budgets as fractions: texts say 8/255, not 0.0313725
     per_seed = tables["robust"][["seed", "model", "attack", "eps", "robust_acc"]]
     tables["robust_stats"] = robust_accuracy_table(per_seed, **ci)
     tables["robust_summary"] = mean_ci_by(tables["robust"], by=["model", "attack", "eps"], value="robust_acc",
@@ -109,5 +116,33 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
         shift = tables["shift"][tables["shift"]["model"] == twin] if "shift" in tables else None
         verdicts[twin] = verdict(per_seed[per_seed["model"].isin([BASELINE, twin])], shift, d, se_model=twin,
                                  attack=main_attack, alpha=1 - st.confidence, min_effect=st.min_effect,
-                                 n_resamples=st.n_resamples)
+                                 n_resamples=st.n_resamples, floor=st.floor, ceiling_gap=st.ceiling_gap,
+                                 per_255=per_255)
+        if "detection" in tables:
+            verdicts[twin]["criteria"].append(detection_criterion(
+                tables["detection"][tables["detection"]["model"] == twin], margin=cfg.detect.margin,
+                level=cfg.detect.level, **ci))
+    tested = sorted({e for v in verdicts.values() for e in _robustness(v).get("budgets_tested", [])})
+    budgets = _named_budgets(tested, sorted(set(per_seed.loc[per_seed["eps"] > 0, "eps"])))
+    if budgets:
+        tables["headline"] = headline_table(per_seed, attack=main_attack, budgets=budgets, confidence=st.confidence,
+                                            per_255=per_255, n_resamples=st.n_resamples)
+    if "autoattack" in tables:
+        tables["autoattack_summary"] = mean_ci_by(tables["autoattack"], by=["model", "eps", "step", "component"],
+                                                  value="robust_acc", unit="seed", **ci)
+    if "detection" in tables:
+        tables["detection_summary"] = mean_ci_by(tables["detection"], by=["model", "features", "perturbation", "eps"],
+                                                 value="auroc", unit="seed", **ci)
     return tables, verdicts
+
+
+def _robustness(verdict: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in verdict["criteria"] if c["id"] == "robustness")
+
+
+def _named_budgets(tested: list[float], available: list[float]) -> list[float]:
+    """Two or three budgets for the headline table: the tested ones (spread out), else the smallest ones."""
+    pool = tested or available
+    if len(pool) <= 3:
+        return pool
+    return [pool[0], pool[len(pool) // 2], pool[-1]]

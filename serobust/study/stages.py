@@ -100,6 +100,7 @@ def masking_checks(ctx, p, inputs, folder):
     checks = masking_diagnostics(
         inputs["model"], (x, y), d["eps"], attack_steps=tuple(d["steps"]), restarts=tuple(d["restarts"]),
         large_eps=d["large_eps"], transfer_from=inputs["other"], square_queries=d["square_queries"],
+        extra_attacks=[_spec(t) for t in d["extra_attacks"]], l2_eps=d["l2_eps"] or None,
         batch_size=p["batch_size"], device=ctx.device, seed=p["seed"])
     return {"checks": checks}
 
@@ -172,15 +173,82 @@ def mechanism(ctx, p, inputs, folder):
     }
 
 
-@stage("examples")
+@stage("autoattack")
+def autoattack(ctx, p, inputs, folder):
+    """AutoAttack with its published budgets on a subset; per example, which component fooled it."""
+    from ..attacks import evaluate
+
+    a = p["autoattack"]
+    x, y = _head(ctx, p, a["size"])
+    spec = _spec(p["attack"])
+    summary, per_example = evaluate(inputs["model"], (x, y), [spec], [0.0, *a["eps"]], batch_size=p["batch_size"],
+                                    device=ctx.device, per_example=True, seed=p["seed"], progress=False,
+                                    input_gradients=False)
+    from ..attacks.autoattack import components
+
+    names = components(spec.config, ctx.dataset(p["data"]).num_classes)
+    summary = summary[summary["attack"] == spec.label]  # one attack: its worst case is itself
+    per_example = per_example[per_example["attack"] == spec.label]
+    return {"summary": summary, "per_example": per_example, "components": _components(per_example, spec.label, names)}
+
+
+def _components(per_example: pd.DataFrame, label: str, names: list[str]) -> pd.DataFrame:
+    """Robust accuracy after each AutoAttack component in turn (cumulative), per eps, as AutoAttack reports it."""
+    rows = []
+    for eps, sub in per_example[(per_example["attack"] == label) & (per_example["eps"] > 0)].groupby("eps"):
+        clean = sub["clean_correct"].to_numpy(bool)
+        fooled_by = sub["component"].to_numpy()
+        for k, name in enumerate(names):
+            robust = clean & ((fooled_by < 0) | (fooled_by > k))
+            rows.append({"eps": eps, "step": k + 1, "component": name, "robust_acc": float(robust.mean()),
+                         "n": len(sub)})
+    return pd.DataFrame(rows)
+
+
+@stage("detect")
+def detect(ctx, p, inputs, folder):
+    """The excitation detector on the twin vs the pooled-feature control on the baseline, adaptive attack too."""
+    from ..detect import detection_analysis
+
+    d = p["detect"]
+    fit = ctx.dataset(p["data"]).train.subset(d["fit_size"], seed=0)
+    x_fit, y_fit = fit.tensors()
+    x, y = _head(ctx, p, d["size"])
+    frame = detection_analysis(inputs["model"], inputs["baseline"], x_fit, y_fit, x, y, eps=d["eps"],
+                               adaptive_steps=d["adaptive_steps"], seed=p["seed"], batch_size=p["batch_size"])
+    return {"detection": frame}
+
+
+def _differing_eps(evals: Mapping[str, Mapping[str, Any]], label: str) -> float:
+    """The budget > 0 where the members' robust accuracies under ``label`` differ most (ties: the smallest);
+    with no difference anywhere, the budget where the first member is nearest 50%."""
+    rows = pd.concat([e["summary"].assign(member=m) for m, e in evals.items()])
+    rows = rows[(rows["attack"] == label) & (rows["eps"] > 0)]
+    if rows.empty:
+        raise ValueError(f"no {label!r} rows to choose the example budget from")
+    wide = rows.pivot_table(index="eps", columns="member", values="robust_acc")
+    spread = (wide.max(axis=1) - wide.min(axis=1)).round(12)
+    if spread.max() > 0:
+        return float(spread.idxmax())
+    return float((wide.iloc[:, 0] - 0.5).abs().idxmin())
+
+
+@stage("examples", version=2)
 def examples(ctx, p, inputs, folder):
-    """A few clean images and each member's adversarial versions with predictions, for the report's grid."""
+    """A few clean images and each member's adversarial versions with predictions, for the report's grid.
+
+    With ``eps = "auto"`` the budget is the one where the members' robust accuracies (first seed, the
+    curve attack) differ most, so the grid shows what the study found, not a budget where all fail."""
     from ..attacks import generate
 
     xs, ys = _head(ctx, p, p["n"])
-    out: dict[str, Any] = {"x": xs.numpy(), "y": ys.numpy()}
-    for member, model in inputs.items():
-        x_adv = generate(model, xs, ys, _spec(p["attack"]), p["eps"], seed=0)
+    evals = {m: inputs[f"eval:{m}"] for m in p["members"]}
+    eps = _differing_eps(evals, p["curve"]) if p["eps"] == "auto" else p["eps"]
+    spec = _spec(p["attack"])
+    out: dict[str, Any] = {"x": xs.numpy(), "y": ys.numpy(), "meta": {"eps": eps, "attack": spec.label}}
+    for member in p["members"]:
+        model = inputs[member]
+        x_adv = generate(model, xs, ys, spec, eps, seed=0)
         with torch.no_grad():
             out[f"{member}.pred_clean"] = model(xs.to(ctx.device)).argmax(1).cpu().numpy()
             out[f"{member}.pred_adv"] = model(x_adv.to(ctx.device)).argmax(1).cpu().numpy()

@@ -1,0 +1,182 @@
+"""Extending serobust: a new attack, a new architecture and a new shift metric, each added in one place of a
+scratch copy of the package, are usable by evaluate, a study config, the masking checks and the study's tables.
+
+This is the README's "Extending serobust" recipe, run for real: the copy is imported in a subprocess with
+PYTHONPATH pointing at it, and a tiny study that names the new attack and architecture runs end to end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import serobust
+
+NEW_ATTACK = '''
+"""Two signed-gradient steps of eps / 2 from the clean input (a scratch attack)."""
+import torchattacks
+
+from .base import Attack, int_rule, register_attack
+
+
+@register_attack
+class TwoStepFGSM(Attack):
+    name = "fgsm2"
+    defaults = {"steps": 2}
+    rules = {"steps": int_rule(1)}
+
+    def budget(self, config, *, eps, num_classes):
+        return f"{config['steps']} steps of eps/{config['steps']}, no random start"
+
+    def runner(self, model, config, *, eps, num_classes, seed):
+        return torchattacks.PGD(model, eps=eps, alpha=eps / config["steps"], steps=config["steps"],
+                                random_start=False), []
+'''
+
+NEW_ARCH = '''
+"""TinyNet: two conv blocks, each gated by SE in the twin (a scratch architecture)."""
+import torch
+from torch import nn
+
+from .common import Normalize, make_se
+from .registry import register_model
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, se, reduction, min_hidden):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.se = make_se(se, cout, reduction, min_hidden)
+
+    def forward(self, x):
+        x = self.relu(self.conv(x))
+        return self.se(x) if self.se is not None else x
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes=10, in_channels=1, *, se=False, reduction=16, min_hidden=8, mean=(0.5,),
+                 std=(0.5,)):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.blocks = nn.Sequential(Block(in_channels, 16, se, reduction, min_hidden),
+                                    Block(16, 32, se, reduction, min_hidden))
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.normalize(x)).mean(dim=(2, 3)))
+
+
+@register_model("tinynet")
+def tinynet(**kw) -> nn.Module:
+    return TinyNet(**kw)
+'''
+
+#: one entry added to the SHIFT_METRICS table
+NEW_METRIC = '    "s_l1_change": lambda p: p.ds.abs().mean(1),  # mean absolute change of the excitation\n'
+
+CONFIG = '''
+[study]
+name = "extended"
+seeds = [0, 1]
+device = "cpu"
+[data]
+name = "digits"
+eval_size = 60
+[model]
+arch = "tinynet"
+reductions = [4]
+[train]
+epochs = 3
+batch_size = 64
+lr = 0.05
+[attacks]
+eps = [0.0, 0.1, 0.2]
+main = "pgd"
+white_box = [ { name = "fgsm2" }, { name = "pgd", steps = 3 } ]
+black_box = [ { name = "square", n_queries = 10 } ]
+black_box_eps = [0.2]
+black_box_size = 30
+[diagnostics]
+size = 30
+eps = [0.1, 0.2]
+steps = [2, 4]
+restarts = [1, 2]
+square_queries = 10
+extra_attacks = [ { name = "fgsm2", steps = 3 } ]
+[probe]
+size = 30
+eps = [0.1]
+[mechanism]
+size = 30
+eps = 0.2
+steps = 3
+[detect]
+enabled = false
+[stats]
+n_resamples = 1000
+[report]
+examples = 2
+'''
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory):
+    """A scratch copy of serobust with one new file each for an attack and an architecture, one new metric entry."""
+    root = tmp_path_factory.mktemp("scratch")
+    pkg = root / "serobust"
+    shutil.copytree(Path(serobust.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "attacks" / "fgsm2.py").write_text(textwrap.dedent(NEW_ATTACK))
+    (pkg / "models" / "tinynet.py").write_text(textwrap.dedent(NEW_ARCH))
+    table = pkg / "shift_metrics.py"
+    text = table.read_text()
+    anchor = "SHIFT_METRICS: dict[str, ShiftMetric] = {\n"
+    assert text.count(anchor) == 1, "the SHIFT_METRICS table moved: update this test's anchor"
+    table.write_text(text.replace(anchor, anchor + NEW_METRIC))
+    (root / "extended.toml").write_text(CONFIG)
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    return root, env
+
+
+def _run(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serobust.cli", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_the_copy_is_what_runs(extended):
+    root, env = extended
+    done = subprocess.run([sys.executable, "-c", "import serobust; print(serobust.__file__)"], cwd=root, env=env,
+                          capture_output=True, text=True)
+    assert done.stdout.strip().startswith(str(root))
+
+
+def test_a_config_naming_the_new_attack_and_architecture_checks(extended):
+    root, env = extended
+    done = _run(root, env, "check", "extended.toml")
+    assert done.returncode == 0, done.stderr
+    # the original package knows neither: the same config fails there, naming the key
+    original = subprocess.run([sys.executable, "-m", "serobust.cli", "check", str(root / "extended.toml")],
+                              capture_output=True, text=True, cwd=root.parent)
+    assert original.returncode == 2 and "model.arch = 'tinynet'" in original.stderr
+
+
+def test_the_study_uses_all_three(extended):
+    root, env = extended
+    done = _run(root, env, "run", "extended.toml", "--out", "out", "--quiet")
+    assert done.returncode == 0, done.stderr[-3000:]
+    tables = root / "out" / "tables"
+    robust = pd.read_csv(tables / "robust.csv")
+    assert {"fgsm2", "pgd(steps=3)"} <= set(robust["attack"])  # evaluate ran the new attack
+    checks = pd.read_csv(tables / "diagnostics.csv")
+    assert "fgsm2_not_stronger" in set(checks["check"])  # the masking checks compared it with PGD
+    shift = pd.read_csv(tables / "shift.csv")
+    assert "s_l1_change" in shift.columns and shift["s_l1_change"].notna().all()  # the new metric's column
+    assert (shift["s_l1_change"] >= 0).all()
+    assert set(shift["block"]) == {"blocks.0.se", "blocks.1.se"}  # the new architecture's SE blocks
