@@ -590,7 +590,8 @@ def judge(
             f"the interval lies {wrong} {margin:g} (min_effect={min_effect:g}): no effect of practical size"
         )
     if near > 0 and gain > min_effect:
-        return "supported", f"the interval lies {expect} {threshold:g} and the estimate is beyond {margin:g}"
+        return "supported", (f"the interval lies {expect} {threshold:g}" + (
+            f" and the estimate is {expect} {margin:g}" if min_effect else ""))
     if near > 0:
         return "inconclusive", (
             f"the interval lies {expect} {threshold:g} but the estimate is within min_effect={min_effect:g}"

@@ -52,8 +52,9 @@ def attack_spec(table: dict[str, Any]):
 def attack_table(cfg: StudyConfig, name: str) -> dict[str, Any]:
     """The white-box attack called ``name`` with its configured options (probes use the same budget);
     ``autoattack`` is the ``[autoattack]`` section's version."""
-    if name == "autoattack":
-        return {"name": "autoattack", "version": cfg.autoattack.version}
+    if name == "autoattack":  # the standard version is the default: label "autoattack"
+        version = cfg.autoattack.version
+        return {"name": "autoattack", **({} if version == "standard" else {"version": version})}
     for table in cfg.attacks.white_box:
         if table["name"] == name:
             return dict(table)
@@ -94,7 +95,7 @@ def diagnostics_task(cfg: StudyConfig, member: str, seed: int, model: Task, othe
 def transfer_task(cfg: StudyConfig, source: str, target: str, seed: int, models: dict[str, Task],
                   env: dict[str, Any]) -> Task:
     params = {**_common(cfg, target, seed, env), "source": source, "target": target,
-              "attack": attack_table(cfg, cfg.attacks.main), "eps": cfg.attacks.black_box_eps,
+              "attack": curve_attack(cfg), "eps": cfg.attacks.black_box_eps,
               "size": cfg.attacks.black_box_size}
     return Task("transfer", params, {"source": models[source], "target": models[target]},
                 label=f"{source} to {target} s{seed}")
@@ -111,7 +112,7 @@ def probe_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], 
 def mechanism_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], env: dict[str, Any]) -> Task:
     m = dataclasses.asdict(cfg.mechanism)
     m.pop("enabled")
-    params = {**_common(cfg, twin, seed, env), "mechanism": m, "attack": attack_table(cfg, cfg.attacks.main)}
+    params = {**_common(cfg, twin, seed, env), "mechanism": m, "attack": curve_attack(cfg)}
     return Task("mechanism", params, {"model": models[twin]}, label=f"{twin} s{seed}")
 
 
@@ -131,8 +132,9 @@ def detect_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task],
 
 
 def curve_attack(cfg: StudyConfig) -> dict[str, Any]:
-    """The white-box attack whose curve over every eps stands for the main attack (itself unless it is
-    AutoAttack, which runs on a subset at a few budgets: then the last white-box attack, PGD by convention)."""
+    """The white-box attack whose curve over every eps stands for the main attack: itself, unless it is
+    AutoAttack, which runs on a subset at a few budgets; then the last white-box attack (PGD by convention).
+    Transfer, the mechanism stage and the example grid craft their adversarial images with it."""
     main = cfg.attacks.main
     return attack_table(cfg, main) if main != "autoattack" else dict(cfg.attacks.white_box[-1])
 

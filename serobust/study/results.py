@@ -130,10 +130,34 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
     if "autoattack" in tables:
         tables["autoattack_summary"] = mean_ci_by(tables["autoattack"], by=["model", "eps", "step", "component"],
                                                   value="robust_acc", unit="seed", **ci)
+    if cfg.report.references:
+        tables["references"] = _references(cfg, tables["robust_summary"], tables["robust"])
     if "detection" in tables:
         tables["detection_summary"] = mean_ci_by(tables["detection"], by=["model", "features", "perturbation", "eps"],
                                                  value="auroc", unit="seed", **ci)
     return tables, verdicts
+
+
+def _references(cfg: StudyConfig, summary: pd.DataFrame, robust: pd.DataFrame) -> pd.DataFrame:
+    """Each published number of ``report.references`` beside this study's mean for the same member, attack
+    (matched by name: ``pgd`` matches ``pgd(steps=20)``) and budget; NaN where the study did not measure it."""
+    from ..eps import parse_eps
+
+    rows = []
+    for ref in cfg.report.references:
+        eps = parse_eps(ref["eps"])
+        name = summary["attack"].astype(str).str.split("(").str[0]
+        hit = summary[(summary["model"] == ref["member"]) & (name == ref["attack"]) & ((summary["eps"] - eps).abs() < 1e-9)]
+        clean = robust[(robust["model"] == ref["member"]) & (robust["eps"] == 0)]["clean_acc"]
+        rows.append({"member": ref["member"], "attack": hit["attack"].iloc[0] if len(hit) else ref["attack"],
+                     "eps": eps, "published_robust_acc": ref["robust_acc"],
+                     "measured_robust_acc": hit["mean"].iloc[0] if len(hit) else float("nan"),
+                     "ci_low": hit["ci_low"].iloc[0] if len(hit) else float("nan"),
+                     "ci_high": hit["ci_high"].iloc[0] if len(hit) else float("nan"),
+                     "published_clean_acc": ref.get("clean_acc", float("nan")),
+                     "measured_clean_acc": float(clean.mean()) if len(clean) else float("nan"),
+                     "source": ref["source"]})
+    return pd.DataFrame(rows)
 
 
 def _robustness(verdict: dict[str, Any]) -> dict[str, Any]:

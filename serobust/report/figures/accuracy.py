@@ -52,9 +52,13 @@ def robust_accuracy(summary: pd.DataFrame, path: Path, *, style: FigureStyle,
     names = list(attacks or dict.fromkeys(summary["attack"]))
     names = [a for a in names if a != WORST_CASE] + [a for a in names if a == WORST_CASE]
     members = _members(summary, "model", style)
-    fig, axes = subplots(1, len(names), figsize=(4.0 * len(names), 3.5), sharey=True)
+    cols = min(len(names), 2)  # two panels a row: readable at the page's width
+    rows = -(-len(names) // cols)
+    fig, axes = subplots(rows, cols, figsize=(5.6 * cols, 3.8 * rows), sharey=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
     pos = eps_positions(summary["eps"])
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes.flat, names):
         sub = summary[summary["attack"] == name].sort_values("eps")
         sub = sub.assign(pct=100 * sub["mean"], x=sub["eps"].astype(float).map(pos))
         sns.lineplot(data=sub, x="x", y="pct", hue="model", hue_order=members, palette=style.palette,
