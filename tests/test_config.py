@@ -11,11 +11,12 @@ from serobust.config import ConfigError, config_hash, load_study_config, study_c
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["mnist.toml", "cifar10_resnet20.toml", "cifar10_resnet20_at.toml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "experiments").glob("*.toml")))
 def test_bundled_configs_load(name):
     cfg = load_study_config(ROOT / "experiments" / name)
     assert len(cfg.study.seeds) >= 3
-    assert cfg.attacks.main in [a["name"] for a in cfg.attacks.white_box]
+    assert cfg.attacks.main in [a["name"] for a in cfg.attacks.white_box] or (
+        cfg.attacks.main == "autoattack" and cfg.autoattack.enabled)
 
 
 def test_default_study_meets_the_brief():

@@ -65,7 +65,7 @@ BAD = {  # section overrides -> the key the one-line error must name
     "empty diagnostics eps": ({"diagnostics": {"eps": []}}, r"diagnostics\.eps is empty"),
     "empty probe eps": ({"probe": {"eps": []}}, r"probe\.eps is empty"),
     "empty attack eps": ({"attacks": {"eps": []}}, r"attacks\.eps is empty"),
-    "duplicate budgets": ({"attacks": {"eps": [0.1, "1/10"]}}, r"attacks\.eps\[1\] = '1/10' repeats attacks\.eps\[0\]"),
+    "duplicate budgets": ({"attacks": {"eps": [0.1, "1/10"]}}, r"attacks\.eps\[1\] = 0\.1 repeats attacks\.eps\[0\] = 0\.1 \(both are 0\.1\)"),
     "duplicate probe budgets": ({"probe": {"eps": ["8/255", 0.031372549019607843]}}, r"probe\.eps\[1\].*repeats"),
     "NaN min_effect": ({"stats": {"min_effect": "nan"}}, r"stats\.min_effect = 'nan': expected a finite number"),
     "NaN weight": ({"mechanism": {"weight": "nan"}}, r"mechanism\.weight = 'nan': expected a finite number"),

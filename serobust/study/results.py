@@ -133,8 +133,10 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
     if cfg.report.references:
         tables["references"] = _references(cfg, tables["robust_summary"], tables["robust"])
     if "detection" in tables:
-        tables["detection_summary"] = mean_ci_by(tables["detection"], by=["model", "features", "perturbation", "eps"],
-                                                 value="auroc", unit="seed", **ci)
+        scored = tables["detection"].dropna(subset=["auroc"])  # NaN: no successful adversarial image to score
+        if not scored.empty:
+            tables["detection_summary"] = mean_ci_by(scored, by=["model", "features", "perturbation", "eps"],
+                                                     value="auroc", unit="seed", **ci)
     return tables, verdicts
 
 
