@@ -14,15 +14,9 @@ from collections.abc import Iterator
 import torch
 
 from .errors import InputError
-from .runtime import check_images, check_labels
+from .runtime import check_batch_size, check_images, check_labels
 
 __all__ = ["check_analysis_inputs", "check_batch_size", "batch_slices"]
-
-
-def check_batch_size(batch_size: int) -> None:
-    """Raise ``ValueError`` unless ``batch_size`` is a positive integer."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def check_analysis_inputs(

@@ -26,6 +26,7 @@ __all__ = [
     "attack_state",
     "check_images",
     "check_labels",
+    "check_batch_size",
     "BatchGuard",
 ]
 
@@ -132,6 +133,15 @@ def check_labels(y: torch.Tensor, n: int, *, name: str = "y") -> None:
         raise InputError(f"{name} must have shape ({n},) to match the images, got {tuple(y.shape)}")
     if torch.is_floating_point(y) or y.dtype == torch.bool or y.is_complex():
         raise InputError(f"{name} must hold integer class indices, got dtype {y.dtype}; pass y.long()")
+
+
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` as an int >= 1; ``ValueError`` otherwise."""
+    import numbers
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    return int(batch_size)
 
 
 class BatchGuard:

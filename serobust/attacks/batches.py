@@ -10,7 +10,6 @@ broken attack.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -19,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..errors import InputError
-from ..runtime import BatchGuard
+from ..runtime import BatchGuard, check_batch_size
 
 __all__ = ["check_batch_size", "batches", "GuardedBatches", "ImageDtypeError", "require_float_images"]
 
@@ -33,13 +32,6 @@ def require_float_images(x: Any, *, name: str = "images") -> None:
     if isinstance(x, torch.Tensor) and not torch.is_floating_point(x):
         raise ImageDtypeError(f"{name} must be float in [0, 1], got dtype {x.dtype}; "
                               "for uint8 images use x.float() / 255")
-
-
-def check_batch_size(batch_size: Any) -> int:
-    """``batch_size`` as an int >= 1, or ValueError."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return int(batch_size)
 
 
 def _split_item(item: Any) -> tuple[Any, Any]:
