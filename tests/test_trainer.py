@@ -1,8 +1,11 @@
-"""The trainer: determinism, atomic checkpoints, resume after interruption or kill, clear errors."""
+"""The trainer: determinism, atomic checkpoints, resume after interruption or kill, clear errors, and the
+CUDA-graph step (on the CPU through its eager fallback; the CUDA tests run on a GPU machine)."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 import signal
 import subprocess
@@ -16,8 +19,13 @@ import pytest
 import torch
 
 import serobust
+from serobust import trainer
+from serobust.data.tensors import BatchAugment
+from serobust.errors import DeviceError
 from serobust.io import CheckpointError
 from serobust.trainer import TrainConfig, _adversarial_batch, train
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 FAST = TrainConfig(epochs=3, batch_size=128, lr=0.05)
 
@@ -161,6 +169,7 @@ def test_adversarial_training_runs_and_is_deterministic(digits):
 @pytest.mark.parametrize("kw,match", [
     ({"epochs": 0}, "epochs"), ({"lr": -0.1}, "lr"), ({"schedule": "step"}, "schedule"),
     ({"adversarial": "trades"}, "adversarial"), ({"adv_eps": 8}, "adv_eps"), ({"label_smoothing": 1.0}, "label"),
+    ({"cuda_graph": "fast"}, "cuda_graph"), ({"cuda_graph": True}, "cuda_graph"),
 ])
 def test_bad_config_values_name_the_key(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -218,3 +227,222 @@ def test_evaluate_accuracy_on_a_model_without_parameters_restores_its_mode():
     assert accuracy == pytest.approx(0.7)
     assert loss == pytest.approx(torch.nn.functional.cross_entropy(x.flatten(1), y).item(), rel=1e-6)
     assert model.training
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            evaluate_accuracy(model, x, y, batch_size=bad)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The step: eager on the CPU exactly as before, and the CUDA-graph step
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _reference_train(model, data, cfg):
+    """The trainer's documented algorithm written out by hand (onecycle, no attack), for the CPU."""
+    model.to(memory_format=torch.channels_last)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    x, y = data.train.tensors()
+    n, b = len(y), cfg.batch_size
+    steps = math.ceil(n / b)
+    total, warm = steps * cfg.epochs, int(cfg.warmup_frac * steps * cfg.epochs)
+    for epoch in range(cfg.epochs):
+        model.train()
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        for i in range(steps):
+            s = epoch * steps + i
+            lr = cfg.lr * (s + 1) / warm if s < warm else cfg.lr * max(0.0, 1 - (s - warm) / (total - warm))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = perm[i * b : (i + 1) * b]
+            xb = data.augment(x[idx], generator=g).contiguous(memory_format=torch.channels_last)
+            loss = torch.nn.functional.cross_entropy(model(xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model
+
+
+@pytest.mark.parametrize("cuda_graph", ["auto", "off"])
+def test_cpu_training_equals_the_hand_written_algorithm_bit_for_bit(digits, cuda_graph):
+    """On the CPU the default (and "off") step is today's eager step: the same weights to the last bit,
+    with augmentation and a smaller last batch (1438 = 11 * 128 + 30)."""
+    data = dataclasses.replace(digits, augment=BatchAugment(padding=1, flip=True))
+    cfg = dataclasses.replace(FAST, epochs=2, cuda_graph=cuda_graph)
+    ours, _ = train(_model(se=True), data, cfg, device="cpu")
+    assert _same_weights(ours, _reference_train(_model(se=True), data, cfg))
+
+
+def _batches(n_full=6, b=16, last=5):
+    g = torch.Generator().manual_seed(0)
+    sizes = [b] * n_full + [last] + [b] * 2  # a smaller batch between full ones, as at an epoch's end
+    return [(torch.rand(s, 1, 8, 8, generator=g).contiguous(memory_format=torch.channels_last),
+             torch.randint(0, 10, (s,), generator=g)) for s in sizes]
+
+
+def test_graphed_step_computes_exactly_what_the_eager_step_computes():
+    """The wrapper (warm-up, static buffers, replays, an eager step for another batch size) changes nothing:
+    on the CPU its replays run the same step on the static buffers, so weights and totals match bit for bit."""
+    results = []
+    for wrap in (False, True):
+        model = _model(se=True).to(memory_format=torch.channels_last).train()
+        opt = trainer._make_optimizer(model, FAST)
+        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+        run = trainer._GraphedStep(step, warmup=2) if wrap else step
+        for i, (xb, yb) in enumerate(_batches()):
+            trainer._set_lr(opt, 0.05 * (i + 1) / 9)
+            run(xb, yb)
+        results.append((model, step.loss_sum.clone(), step.correct.clone()))
+        if wrap:
+            assert run.warmup_left == 0 and run._x.shape == (16, 1, 8, 8)
+            assert run._x.is_contiguous(memory_format=torch.channels_last)
+            torch.testing.assert_close(run._x, _batches()[-1][0], rtol=0, atol=0)  # the last full batch
+    (m1, loss1, correct1), (m2, loss2, correct2) = results
+    assert _same_weights(m1, m2) and torch.equal(loss1, loss2) and torch.equal(correct1, correct2)
+    assert correct1 > 0 and loss1 > 0
+
+
+def _graph_mode_on_cpu(monkeypatch):
+    """The CUDA-graph mode's optimizer (fused SGD, learning rate in a tensor) and wrapper, on the CPU;
+    returns the list of steps the wrapper ran."""
+    calls = []
+
+    class Counted(trainer._GraphedStep):
+        def __call__(self, xb, yb):
+            groups = self.step.opt.param_groups  # capturable also after a resume's load_state_dict
+            assert all(g["fused"] is True and g["lr"] is groups[0]["lr"] for g in groups)
+            calls.append(len(yb))
+            super().__call__(xb, yb)
+
+    monkeypatch.setattr(trainer, "_use_cuda_graph", lambda setting, device: setting != "off")
+    monkeypatch.setattr(trainer, "_GraphedStep", Counted)
+    return calls
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_capturable_optimizer_makes_the_same_sgd_steps(momentum):
+    """Fused SGD reading the learning rate from a device tensor (what a CUDA graph can replay) takes the
+    steps of the eager optimizer: per-step learning rates, weight decay on weights only, Nesterov momentum."""
+    cfg = TrainConfig(momentum=momentum, weight_decay=5e-3)
+    models = []
+    for capturable in (False, True):
+        model = _model(se=True).train()
+        opt = trainer._make_optimizer(model, cfg)
+        trainer._set_step_mode(opt, device=torch.device("cpu"), capturable=capturable)
+        assert all((g["fused"] is True) == capturable for g in opt.param_groups)
+        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), capturable=capturable)
+        for i, (xb, yb) in enumerate(_batches(n_full=4, last=16)):
+            trainer._set_lr(opt, 0.1 * (i + 1) / 7)
+            step(xb, yb)
+        models.append(model)
+    sa, sb = models[0].state_dict(), models[1].state_dict()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-7)
+    assert not _same_weights(models[0], _model(se=True))
+
+
+def test_graph_mode_trains_like_eager_mode_and_resumes_bit_identically(digits, tmp_path, monkeypatch):
+    eager, h_eager = train(_model(), digits, FAST, device="cpu")
+    calls = _graph_mode_on_cpu(monkeypatch)
+    graphed, h_graphed = train(_model(), digits, FAST, device="cpu")
+    assert calls == ([128] * 11 + [30]) * 3  # every step went through the wrapper
+    assert list(h_graphed.columns) == list(h_eager.columns)
+    # the same training up to fused SGD's last-bit rounding, which the training amplifies a little
+    pd.testing.assert_series_equal(h_graphed["train_loss"], h_eager["train_loss"], rtol=1e-3, check_exact=False)
+    pd.testing.assert_series_equal(h_graphed["test_acc"], h_eager["test_acc"], atol=0.01, check_exact=False)
+
+    def stop(epoch, row):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), digits, FAST, checkpoint_dir=tmp_path / "g", device="cpu", on_epoch_end=stop)
+    ckpt = serobust.io.load_checkpoint(tmp_path / "g" / "last.pt")
+    assert all(isinstance(g["lr"], float) and g["fused"] is None for g in ckpt["optimizer"]["param_groups"])
+    resumed, hist = train(_model(), digits, FAST, checkpoint_dir=tmp_path / "g", device="cpu")
+    assert list(hist["epoch"]) == [1, 2, 3] and _same_weights(graphed, resumed)
+
+
+def test_a_checkpoint_resumes_under_another_cuda_graph_setting(digits, tmp_path, monkeypatch):
+    """cuda_graph says how a step runs, not what it computes: an eager checkpoint continues as a graph run."""
+    cfg = dataclasses.replace(FAST, cuda_graph="off")
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), digits, cfg, checkpoint_dir=tmp_path, device="cpu", on_epoch_end=stop)
+    calls = _graph_mode_on_cpu(monkeypatch)
+    _, hist = train(_model(), digits, FAST, checkpoint_dir=tmp_path, device="cpu")
+    _, reference = train(_model(), digits, cfg, device="cpu")
+    assert len(calls) == 24 and list(hist["epoch"]) == [1, 2, 3]
+    assert hist["train_loss"].iloc[-1] == pytest.approx(reference["train_loss"].iloc[-1], rel=1e-3)
+
+
+def test_cuda_graph_option_keys_and_devices():
+    assert TrainConfig().to_dict()["cuda_graph"] == "auto"  # part of every key: it changes CUDA numerics
+    for value in ("on", "off"):
+        cfg = TrainConfig(cuda_graph=value)
+        assert cfg.to_dict()["cuda_graph"] == value and TrainConfig(**cfg.to_dict()) == cfg
+    assert TrainConfig(**TrainConfig().to_dict()) == TrainConfig()
+    assert trainer._use_cuda_graph("auto", torch.device("cpu")) is False
+    assert trainer._use_cuda_graph("off", torch.device("cuda")) is False
+    assert trainer._use_cuda_graph("auto", torch.device("cuda")) is True
+    with pytest.raises(DeviceError, match="cuda_graph = 'auto'"):
+        trainer._use_cuda_graph("on", torch.device("cpu"))
+
+
+def test_cuda_graph_on_without_cuda_says_what_to_use(digits):
+    with pytest.raises(DeviceError, match="needs a CUDA device.*'off'"):
+        train(_model(), digits, dataclasses.replace(FAST, cuda_graph="on"), device="cpu")
+
+
+def test_device_resolution_and_progress_bar_come_from_the_shared_modules(digits):
+    import tqdm
+
+    assert trainer.resolve_device is serobust.runtime.resolve_device
+    assert trainer.tqdm is tqdm.tqdm  # not tqdm.auto, which warns in notebooks without ipywidgets
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="cuda"):
+            train(_model(), digits, FAST, device="cuda")
+
+
+@needs_cuda
+def test_cuda_graph_step_is_captured_and_trains_like_eager_steps(digits, caplog):
+    with caplog.at_level(logging.INFO, logger="serobust.trainer"):
+        _, h_graph = train(_model(), digits, dataclasses.replace(FAST, cuda_graph="on"), device="cuda")
+    assert "captured as a CUDA graph (batch 128)" in caplog.text
+    _, h_eager = train(_model(), digits, dataclasses.replace(FAST, cuda_graph="off"), device="cuda")
+    assert h_graph["train_loss"].iloc[0] == pytest.approx(h_eager["train_loss"].iloc[0], rel=0.02)
+    assert h_graph["test_acc"].iloc[-1] > 0.85 and h_eager["test_acc"].iloc[-1] > 0.85
+
+
+@needs_cuda
+def test_cuda_graph_replays_match_eager_steps_and_never_sync_the_host():
+    dev = torch.device("cuda")
+    models = []
+    for wrap in (False, True):
+        model = _model(se=True).to(dev, memory_format=torch.channels_last).train()
+        opt = trainer._make_optimizer(model, FAST)
+        trainer._set_step_mode(opt, device=dev, capturable=True)
+        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), dev, capturable=True)
+        run = trainer._GraphedStep(step, warmup=3) if wrap else step
+        batches = [(xb.to(dev), yb.to(dev)) for xb, yb in _batches(n_full=8)]  # 8 full, 1 smaller, 2 full
+        for i, (xb, yb) in enumerate(batches):
+            checked = wrap and i >= 4  # captured and replayed at batch 3: from then on no step may sync
+            if checked:
+                assert run.graph is not None
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                trainer._set_lr(opt, 0.05 * (i + 1) / len(batches))
+                run(xb, yb)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        models.append(model)
+    sa, sb = models[0].state_dict(), models[1].state_dict()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-3, atol=1e-4)
