@@ -10,6 +10,7 @@ reuses it and an interrupted run resumes; the report is published as one unit (:
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -119,6 +120,8 @@ def run_study(
         tables, verdicts = statistics(tables, cfg, main_attack=main_label, twins=p.members(cfg)[1:])
         meta = _meta(cfg, dev, executor, run_id=run_id, started=started, main_label=main_label,
                      ctx=ctx, tasks=tasks)
+        if examples is not None:
+            meta["examples"] = {"eps": examples["eps"], "attack": examples["attack"], "n": len(examples["y"])}
         meta["time_s"] = round(time.perf_counter() - t0, 1)
         results = {"meta": meta, "config": cfg.to_dict(), "verdict": verdicts,
                    "robust_stats": tables["robust_stats"].to_dict("records"),
@@ -156,6 +159,18 @@ def _git() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def _cpu_name() -> str:
+    """The CPU model ("AMD EPYC 7B13 ..."), from /proc/cpuinfo on Linux, else what platform knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "serobust": __version__}
     for dist in ("torch", "torchvision", "torchattacks", "numpy", "pandas", "seaborn", "scipy", "scikit-learn"):
@@ -178,7 +193,7 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
             params[t.params["member"]] = sum(q.numel() for q in model.parameters())
     specs = [p.attack_spec(a) for a in (*cfg.attacks.white_box, *cfg.attacks.black_box)]
     diag_seeds = sorted({t.params["seed"] for t in tasks if t.stage == "diagnostics"})
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     return {
         "study": cfg.study.name, "description": cfg.study.description, "config_file": cfg.source,
         "run_id": run_id, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -131,3 +131,24 @@ def test_imagefolder_study_with_two_reduction_ratios(tmp_path):
     assert set(robust["model"]) == {"baseline", "se_r4", "se_r8"}
     assert (tmp_path / "out" / "figures" / "paired_differences.png").is_file()
     assert list((tmp_path / "cache" / "imagefolder-cache").glob("*.pt"))
+
+
+def test_single_file_report_from_the_command_line(study, capsys):
+    from serobust.cli import main
+
+    _, out, _ = study
+    assert main(["report", str(out), "--single-file"]) == 0
+    page = (out / "index.single.html").read_text()
+    assert "data:image/png;base64," in page and 'src="figures/' not in page
+    assert str(out / "index.single.html") in capsys.readouterr().out
+
+
+def test_report_leads_with_the_verdict_sentence_and_names_the_run(study):
+    _, out, results = study
+    html = (out / "index.html").read_text()
+    headline = results["verdict"]["se_r4"]["headline"]
+    import html as html_lib
+
+    assert html_lib.escape(headline, quote=False).split(" (")[0] in html
+    assert html.index("Headline table") > html.index(html_lib.escape(headline.split(" (")[0], quote=False))
+    assert results["meta"]["run_id"] in html

@@ -103,14 +103,19 @@ def _paired(p: PlanInput) -> FigureSpec | None:
                                                 informative=informative))
 
 
+def _example_info(p: PlanInput) -> dict:
+    """The example grid's budget and attack: from the examples, else as results.json recorded them."""
+    return p.examples or p.results.get("meta", {}).get("examples") or {}
+
+
 def _examples_attack(p: PlanInput) -> str:
     """The examples' attack label; a bare name (``pgd``) that names the main attack gets its full label."""
-    given = str(p.examples.get("attack", "")) if p.examples else ""
+    given = str(_example_info(p).get("attack", ""))
     return p.main if not given or p.main.split("(")[0] == given else given
 
 
 def _examples(p: PlanInput) -> FigureSpec:
-    eps = p.examples["eps"] if p.examples else p.results.get("config", {}).get("report", {}).get("example_eps", 0)
+    eps = _example_info(p).get("eps", 0)
     k = figures.amplification(float(eps or 0))
     label = _examples_attack(p)
     attack = attack_name(label)
