@@ -33,7 +33,12 @@ read ratios to about +-0.05 under that load):
     bare         21.963  21.519      evaluate / bare+grad  1.040 (cpu 1.043)
     bare+grad    20.847  20.490
 
-Quiet machine, 2 threads, default evaluate (with the gradient pass), same command with --repeats 7:
+After the attacks/ package (RNG forked once per call, per-batch checks on the device), quiet machine,
+2 threads, defaults with --repeats 5: evaluate 3.659 s, evaluate(input_gradients=False) 3.381 s, bare 3.284 s,
+bare+grad 3.648 s; evaluate / bare 1.114, evaluate / bare+grad 1.003, like for like
+(input_gradients=False / bare) 1.030. Not yet measured on a GPU (the target there is <= 1.10).
+
+Earlier (the single-module harness), quiet machine, 2 threads, default evaluate, --repeats 7:
 
     evaluate 5.942 s, evaluate(input_gradients=False) 6.612 s, bare 6.031 s, bare+grad 6.591 s
     evaluate / bare 0.985, evaluate / bare+grad 0.901, evaluate(input_gradients=False) / bare 1.096

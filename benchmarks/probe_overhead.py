@@ -14,7 +14,9 @@ warmups, OMP_NUM_THREADS=1; each line one run, so read the ratios to about +-0.0
     cnn           5       98.5    92.6     0.94          1.03
     resnet20      9      357.4   365.4     1.02          1.02
 
-With 2 threads (15 pairs): cnn 1.06 (CPU 1.07), resnet20 1.02 (CPU 1.03). Before the streaming hook
+With the per-batch input check (one aminmax per forward) and 2 threads, quiet machine, 30 pairs: cnn 1.12
+(CPU 1.13), resnet20 1.08 (CPU 1.07); a run with 15 pairs read 1.15 / 1.06.
+Before the input check, with 2 threads (15 pairs): cnn 1.06 (CPU 1.07), resnet20 1.02 (CPU 1.03). Before the streaming hook
 took |g| from s and the per-channel norms of u (three passes over the maps instead of two), the cnn
 ratio read 1.09-1.11. "CPU-time" is this process's CPU time, less sensitive to other jobs' load.
 
