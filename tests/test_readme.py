@@ -16,7 +16,7 @@ def test_readme_starts_with_the_two_commands():
 
 
 def test_notebook_example_runs_as_written(capsys):
-    code = re.search(r"## Use it from a notebook\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    code = re.search(r"## Use it from a notebook\n.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     frame, shift = namespace["frame"], namespace["shift"]
