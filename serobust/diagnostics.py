@@ -247,14 +247,7 @@ def masking_diagnostics(
     specs = [fgsm, *pgd_steps.values(), *pgd_restarts.values(), square, noise]
     common = dict(batch_size=batch_size, device=device, seed=seed, progress=progress)
     summary, per_ex = evaluate(model, data, specs, [0.0, *eps_pos], per_example=True, **common)
-    # The near-zero check asks whether *some* gradient attack succeeds once the budget is huge; PGD-CE with
-    # a random start can stall there (softmax saturates at the noisy start point and the CE gradient
-    # underflows to exactly 0), so the check takes the per-example worst case of PGD with and without
-    # random start and, with >= 3 classes, APGD with the margin-based DLR loss (Croce & Hein 2020).
-    big_specs = [pgd_steps[steps[-1]], attack("pgd", steps=steps[-1], random_start=False)]
-    if per_ex["label"].nunique() >= 3:
-        big_specs.append(attack("apgd_ce", steps=steps[-1], loss="dlr"))
-    big_summary = evaluate(model, data, big_specs, big, **common)
+    big_summary = _large_eps_summary(model, data, big, steps[-1], n_classes=per_ex["label"].nunique(), common=common)
 
     audit = _Audit(per_ex, clean_label=fgsm.label, tol=tol)
     _check_outputs(audit, model, data, batch_size=batch_size, device=device)
@@ -267,16 +260,10 @@ def masking_diagnostics(
 
     pgd_labels = [s.label for s in pgd_steps.values()] + [s.label for s in pgd_restarts.values()]
     white_box = {e: audit.robust_to_all(audit.robust, pgd_labels, e) for e in eps_pos}
-    audit.not_stronger("blackbox_not_stronger", f"Square ({square_queries} queries)",
-                       {e: audit.robust.loc[(square.label, e)] for e in eps_pos}, white_box)
-    audit.not_stronger("noise_not_stronger", f"random sign noise ({noise_samples} draws)",
-                       {e: audit.robust.loc[(noise.label, e)] for e in eps_pos}, white_box)
+    _check_not_stronger(audit, white_box, {f"Square ({square_queries} queries)": ("blackbox", square),
+                                           f"random sign noise ({noise_samples} draws)": ("noise", noise)})
     if transfer_from is not None:
-        src = pgd_steps[steps[0]]
-        _, tr = evaluate_transfer(transfer_from, model, data, src, eps_pos, per_example=True, **common)
-        tr = tr.set_index(["eps", "index"])["transfer_robust_correct"].sort_index()
-        audit.not_stronger("transfer_not_stronger", f"{src.label} transferred from the source model",
-                           {e: tr.loc[e] for e in eps_pos}, white_box)
+        _check_transfer(audit, white_box, transfer_from, model, data, pgd_steps[steps[0]], common=common)
     summaries = [summary, big_summary]
     if extras:
         summaries += _check_extras(audit, model, data, extras, white_box, radii, steps=steps, restarts=rs,
@@ -290,6 +277,40 @@ def masking_diagnostics(
     n_fail = int((~frame["passed"]).sum())
     logger.info("masking diagnostics: %d of %d checks passed", len(frame) - n_fail, len(frame))
     return frame
+
+
+def _large_eps_summary(
+    model: nn.Module, data: Any, big: float, steps: int, *, n_classes: int, common: dict[str, Any]
+) -> pd.DataFrame:
+    """The attacks of the near-zero check at the huge budget ``big``.
+
+    The check asks whether *some* gradient attack succeeds once the budget is huge; PGD-CE with a random
+    start can stall there (softmax saturates at the noisy start point and the CE gradient underflows to
+    exactly 0), so it takes the per-example worst case of PGD with and without random start and, with >= 3
+    classes, APGD with the margin-based DLR loss (Croce & Hein 2020).
+    """
+    specs = [attack("pgd", steps=steps), attack("pgd", steps=steps, random_start=False)]
+    if n_classes >= 3:
+        specs.append(attack("apgd_ce", steps=steps, loss="dlr"))
+    return evaluate(model, data, specs, big, **common)
+
+
+def _check_not_stronger(audit: _Audit, white_box: dict[float, Any], runs: dict[str, tuple[str, AttackSpec]]) -> None:
+    """``<name>_not_stronger`` for attacks already in the audit's table: described name -> (check name, spec)."""
+    for described, (name, spec) in runs.items():
+        audit.not_stronger(f"{name}_not_stronger", described,
+                           {e: audit.robust.loc[(spec.label, e)] for e in white_box}, white_box)
+
+
+def _check_transfer(
+    audit: _Audit, white_box: dict[float, Any], source: nn.Module, model: nn.Module, data: Any, spec: AttackSpec,
+    *, common: dict[str, Any],
+) -> None:
+    """``transfer_not_stronger``: ``spec`` run on ``source`` and replayed on ``model`` never beats white-box."""
+    _, tr = evaluate_transfer(source, model, data, spec, list(white_box), per_example=True, **common)
+    tr = tr.set_index(["eps", "index"])["transfer_robust_correct"].sort_index()
+    audit.not_stronger("transfer_not_stronger", f"{spec.label} transferred from the source model",
+                       {e: tr.loc[e] for e in white_box}, white_box)
 
 
 def _check_outputs(audit: _Audit, model: nn.Module, data: Any, *, batch_size: int, device: Any) -> None:

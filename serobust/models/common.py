@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .se import SqueezeExcite
 
-__all__ = ["Normalize", "make_se"]
+__all__ = ["Normalize", "make_se", "residual_stages"]
 
 
 class Normalize(nn.Module):
@@ -40,3 +40,26 @@ class Normalize(nn.Module):
 def make_se(se: bool, channels: int, reduction: float, min_hidden: int) -> nn.Module | None:
     """An SE gate when ``se`` is true, else ``None`` (the baseline keeps no module at all)."""
     return SqueezeExcite(channels, reduction=reduction, min_hidden=min_hidden) if se else None
+
+
+def residual_stages(
+    block: Callable[..., nn.Module],
+    cin: int,
+    widths: Sequence[int],
+    depths: Sequence[int],
+    *,
+    se: bool,
+    reduction: float,
+    min_hidden: int,
+) -> list[nn.Sequential]:
+    """The stages of a residual network: ``depths[i]`` blocks of width ``widths[i]``, the first block of every
+    stage after the first downsampling by 2. ``block(cin, cout, stride, se, reduction, min_hidden)`` builds one
+    block; blocks are built in order, so a baseline and its SE twin draw their shared weights identically."""
+    stages = []
+    for i, (cout, n) in enumerate(zip(widths, depths)):
+        blocks = []
+        for j in range(n):
+            blocks.append(block(cin, cout, 2 if (i > 0 and j == 0) else 1, se, reduction, min_hidden))
+            cin = cout
+        stages.append(nn.Sequential(*blocks))
+    return stages

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import Normalize, make_se
+from .common import Normalize, make_se, residual_stages
 from .registry import register_model
 
 __all__ = ["PreActResNet"]
@@ -59,14 +59,9 @@ class PreActResNet(nn.Module):
         super().__init__()
         self.normalize = Normalize(mean, std)
         self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
-        stages, cin = [], 64
-        for i, (cout, n) in enumerate(zip((64, 128, 256, 512), num_blocks)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(PreActBlock(cin, cout, stride, se, reduction, min_hidden))
-                cin = cout
-            stages.append(nn.Sequential(*blocks))
+        stages = residual_stages(
+            PreActBlock, 64, (64, 128, 256, 512), num_blocks, se=se, reduction=reduction, min_hidden=min_hidden
+        )
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.bn = nn.BatchNorm2d(512)
         self.pool = nn.AdaptiveAvgPool2d(1)

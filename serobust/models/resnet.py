@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import Normalize, make_se
+from .common import Normalize, make_se, residual_stages
 from .registry import register_model
 
 __all__ = ["CifarResNet", "BasicBlock"]
@@ -87,14 +87,9 @@ class CifarResNet(nn.Module):
         self.normalize = Normalize(mean, std)
         self.conv1 = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        layers, cin = [], 16
-        for i, cout in enumerate((16, 32, 64)):
-            blocks = []
-            for j in range(n):
-                stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(BasicBlock(cin, cout, stride, se, reduction, min_hidden))
-                cin = cout
-            layers.append(nn.Sequential(*blocks))
+        layers = residual_stages(
+            BasicBlock, 16, (16, 32, 64), (n, n, n), se=se, reduction=reduction, min_hidden=min_hidden
+        )
         self.layer1, self.layer2, self.layer3 = layers
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, num_classes)

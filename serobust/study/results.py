@@ -33,45 +33,40 @@ def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:
     return frame
 
 
+#: stage -> (study table, the task output's part) for every part a stage contributes; each row is tagged
+#: with its seed and member (``twin`` for sensitivity: the matched layers pair a twin with its baseline)
+STAGE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "train": (("history", "history"),),
+    "evaluate": (("robust", "summary"), ("per_example", "per_example"), ("blackbox", "blackbox")),
+    "diagnostics": (("diagnostics", "checks"),),
+    "transfer": (("transfer", "transfer"),),
+    "probe": (("shift", "shift"), ("shift_channels", "channels"), ("sensitivity", "sensitivity")),
+    "mechanism": (("interventions", "interventions"), ("adaptive", "adaptive"), ("profile_shift", "profile_shift")),
+    "autoattack": (("robust", "summary"), ("per_example", "per_example"), ("autoattack", "components")),
+    "detect": (("detection", "detection"),),
+}
+
+
+def _tags(task: Task, table: str) -> dict[str, Any]:
+    p = task.params
+    seed = p.get("seed", p.get("train", {}).get("seed"))
+    if task.stage == "transfer":
+        return {"seed": seed, "source": p["source"], "target": p["target"]}
+    return {"seed": seed, ("twin" if table == "sensitivity" else "model"): p["member"]}
+
+
 def collect(tasks: Sequence[Task], store: StudyStore) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None]:
     """Every task's parts as study tables (one long frame per kind), and the example images if any."""
     parts: dict[str, list[pd.DataFrame]] = {}
     examples = None
-
-    def add(name: str, frame: pd.DataFrame, **tags: Any) -> None:
-        if frame is not None and len(frame.columns):
-            parts.setdefault(name, []).append(_tag(frame, **tags))
-
     for task in tasks:
-        p = task.params
         out = store.load(task)
-        seed = p.get("seed", p.get("train", {}).get("seed"))
-        if task.stage == "train":
-            add("history", out["history"], seed=seed, model=p["member"])
-        elif task.stage == "evaluate":
-            add("robust", out["summary"], seed=seed, model=p["member"])
-            add("per_example", out["per_example"], seed=seed, model=p["member"])
-            add("blackbox", out["blackbox"], seed=seed, model=p["member"])
-        elif task.stage == "diagnostics":
-            add("diagnostics", out["checks"], seed=seed, model=p["member"])
-        elif task.stage == "transfer":
-            add("transfer", out["transfer"], seed=seed, source=p["source"], target=p["target"])
-        elif task.stage == "probe":
-            add("shift", out["shift"], seed=seed, model=p["member"])
-            if "channels" in out:
-                add("shift_channels", out["channels"], seed=seed, model=p["member"])
-            add("sensitivity", out["sensitivity"], seed=seed, twin=p["member"])
-        elif task.stage == "mechanism":
-            for name in ("interventions", "adaptive", "profile_shift"):
-                add(name, out[name], seed=seed, model=p["member"])
-        elif task.stage == "autoattack":
-            add("robust", out["summary"], seed=seed, model=p["member"])
-            add("per_example", out["per_example"], seed=seed, model=p["member"])
-            add("autoattack", out["components"], seed=seed, model=p["member"])
-        elif task.stage == "detect":
-            add("detection", out["detection"], seed=seed, model=p["member"])
-        elif task.stage == "examples":
-            examples = _examples(out, p)
+        if task.stage == "examples":
+            examples = _examples(out, task.params)
+        for table, part in STAGE_TABLES.get(task.stage, ()):
+            frame = out.get(part)
+            if frame is not None and len(frame.columns):
+                parts.setdefault(table, []).append(_tag(frame, **_tags(task, table)))
     return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}, examples
 
 
