@@ -14,6 +14,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from markupsafe import escape
 from test_report_figures import MEMBERS, synthetic_study
@@ -21,6 +22,7 @@ from test_report_figures import MEMBERS, synthetic_study
 from serobust.errors import SerobustError
 from serobust.report import SINGLE_FILE_NAME, ReportFolderError, render_single_file, write_report
 from serobust.report.glossary import TERMS, place_terms
+from serobust.report.headline import attacked_images
 from serobust.report.palette import member_palette
 from serobust.report.tables import TABLES
 
@@ -84,6 +86,17 @@ def test_the_headline_table_has_one_row_per_member_with_params_and_the_paired_in
     assert "eps 4/255" in rows[0] and "eps 8/255" in rows[0] and "params" in rows[0]
     assert "52,800" in rows[2] and "reference" in rows[1]
     assert re.search(r"\u2212\d+\.\d pp \[\u2212\d+\.\d, [+\u2212]\d+\.\d\]", rows[3]), rows[3]
+    # the caption says on how many images the main attack ran (robust rows of the synthetic study: 200)
+    caption = html[html.index('<section id="headline">'):html.index('class="tbl headline-table"')]
+    assert "on the\n200 test images per seed it attacked" in caption
+
+
+def test_the_headline_names_the_attacked_images_and_their_range():
+    robust = pd.DataFrame({"attack": ["autoattack", "autoattack", "pgd"], "n": [30, 40, 200]})
+    assert attacked_images({"robust": robust}, "autoattack") == "30-40"
+    assert attacked_images({"robust": robust}, "pgd") == "200"
+    assert attacked_images({"robust": robust}, "fgsm") == ""
+    assert attacked_images({}, "pgd") == ""
 
 
 def test_every_glossary_term_is_defined_once_where_first_used(report):

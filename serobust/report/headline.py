@@ -20,7 +20,7 @@ from .figures import FigureStyle
 from .labels import number, percent, points
 from .verdict_view import robustness_criterion, tested_budgets
 
-__all__ = ["ROBUST_PREFIX", "headline_frame", "headline_view"]
+__all__ = ["ROBUST_PREFIX", "attacked_images", "headline_frame", "headline_view"]
 
 #: Column prefix of the robust-accuracy columns, followed by the budget's label (``robust_acc@8/255``).
 ROBUST_PREFIX = "robust_acc@"
@@ -102,3 +102,17 @@ def headline_view(frame: pd.DataFrame, *, results: Mapping[str, Any], style: Fig
     for r in rows:
         r["cells"] = [r["cells"][j] for j in keep]
     return {"columns": [columns[j] for j in keep], "rows": rows}
+
+
+def attacked_images(tables: Mapping[str, pd.DataFrame], attack: str) -> str:
+    """How many test images per seed the main attack ran on ("200", or "100-200" if members differ); "" if
+    the robust table does not say. The headline's clean accuracy is measured on those same images, so a
+    small AutoAttack subset can show a clean accuracy apart from the one on the full evaluation set."""
+    robust = tables.get("robust")
+    if robust is None or "n" not in robust.columns or "attack" not in robust.columns:
+        return ""
+    n = pd.to_numeric(robust.loc[robust["attack"] == attack, "n"], errors="coerce").dropna()
+    if n.empty:
+        return ""
+    lo, hi = int(n.min()), int(n.max())
+    return f"{lo:,}" if lo == hi else f"{lo:,}-{hi:,}"

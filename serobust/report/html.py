@@ -24,7 +24,7 @@ from ..io import atomic_write_text
 from ..names import BASELINE
 from .figures import FigureStyle
 from .glossary import TERMS, place_terms
-from .headline import headline_frame, headline_view
+from .headline import attacked_images, headline_frame, headline_view
 from .labels import EpsLabeler, attack_name
 from .meta_view import attack_rows, meta_rows
 from .palette import member_palette
@@ -99,6 +99,7 @@ def _render(folder: Path, results: Mapping[str, Any], tables: Mapping[str, pd.Da
         meta=meta, verdicts=verdict_views(results, style=style),
         headline=headline_view(head, results=results, style=style) if head is not None else None,
         attack=attack_name(meta.get("main_attack", "")), attack_label=meta.get("main_attack", ""),
+        attacked_images=attacked_images(tables, meta.get("main_attack", "")),
         members=[{"name": m, "color": c} for m, c in style.palette.items()],
         figures=figs, tables=views, terms=placed, glossary=[t for t in TERMS.values() if t.key in shown],
         meta_rows=meta_rows(meta), attack_rows=attack_rows(meta), level=style.level,
