@@ -198,6 +198,7 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
         "study": cfg.study.name, "description": cfg.study.description, "config_file": cfg.source,
         "run_id": run_id, "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "members": p.members(cfg), "seeds": list(cfg.study.seeds), "main_attack": main_label,
+        "probe_attack": p.attack_spec(p.attack_table(cfg, cfg.probe.attack)).label,
         "dataset": {"name": data.name, "train": len(data.train), "test": len(data.test), "eval": len(x_eval),
                     "num_classes": data.num_classes, "image_size": list(data.image_size)},
         "versions": _versions(), "git": _git(),

@@ -278,3 +278,11 @@ def test_the_page_fits_the_window_and_every_figure_loads_in_chromium(report, tmp
         assert m["images"] == 9 and m["broken"] == 0 and m["no_alt"] == 0, m
         assert m["headline_rows"] == len(MEMBERS)
         assert [t.strip() for t in m["headline_text"]] == [v["headline"] for v in results["verdict"].values()]
+
+
+def test_shift_figures_name_the_probes_attack_not_the_main_one():
+    from serobust.report.html import _probe_attack
+
+    meta = {"main_attack": "autoattack", "probe_attack": "pgd(random_start=True, steps=10)"}
+    assert _probe_attack(meta) == "PGD-10"
+    assert _probe_attack({"main_attack": "autoattack"}) == "AutoAttack"  # older runs did not record the probe attack

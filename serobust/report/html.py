@@ -59,7 +59,13 @@ def _style(results: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], confi
             members += [str(m) for m in frame[column].unique()]
     return FigureStyle(palette=member_palette(members or [BASELINE]), confidence=confidence,
                        eps_label=EpsLabeler(results.get("meta", {}).get("eps_labels")),
-                       attack=attack_name(results.get("meta", {}).get("main_attack", "")) or None)
+                       attack=_probe_attack(results.get("meta", {})))
+
+
+def _probe_attack(meta: Mapping[str, Any]) -> str | None:
+    """The attack behind the "adversarial" rows of the shift and mechanism figures: the probe's (results of
+    older runs did not record it; their probe ran the main attack)."""
+    return attack_name(meta.get("probe_attack") or meta.get("main_attack", "")) or None
 
 
 def _prepare(results: Mapping[str, Any], tables: Mapping[str, pd.DataFrame],

@@ -72,6 +72,7 @@ def meta_rows(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("parameters", ", ".join(f"{m}: {int(n):,}" for m, n in params.items())),
         ("seeds", _join(meta.get("seeds", []))),
         ("main attack", str(meta.get("main_attack", ""))),
+        ("probe attack", str(meta.get("probe_attack", ""))),
         ("masking checks", f"seeds {_join(diag.get('seeds', []))} on {diag.get('n_images', '?')} images"
          if diag else ""),
     ]
