@@ -64,7 +64,6 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -76,7 +75,7 @@ from .attacks.checks import probability_rows
 from .attacks.harness import attack_device
 from .eps import parse_eps, parse_eps_list
 from .names import WORST_CASE
-from .runtime import eval_mode
+from .runtime import check_int, eval_mode
 
 __all__ = ["masking_diagnostics", "DIAGNOSTIC_COLUMNS"]
 
@@ -87,22 +86,16 @@ _Z = 1.96  # one-sided paired sign test at about 2.5%: random starts alone flip 
 
 
 def _ints(value: Any, *, name: str) -> list[int]:
-    values = [value] if isinstance(value, int) else list(value)
-    if not values or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in values):
+    values = [value] if isinstance(value, numbers.Integral) else list(value)
+    if not values:
         raise ValueError(f"{name} must be one or more ints >= 1, got {value!r}")
-    return sorted(set(int(v) for v in values))
+    return sorted({check_int(v, name=name) for v in values})
 
 
 def _fraction(value: Any, *, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1 or math.isnan(value):
         raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
     return float(value)
-
-
-def _count(value: Any, *, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 def _radii(l2_eps: Any, default: list[float]) -> list[float]:
@@ -233,8 +226,8 @@ def masking_diagnostics(
     rs = _ints(restarts, name="restarts")
     tol = _fraction(tolerance, name="tolerance")
     thr = _fraction(large_eps_threshold, name="large_eps_threshold")
-    _count(square_queries, name="square_queries")
-    _count(noise_samples, name="noise_samples")
+    check_int(square_queries, name="square_queries")
+    check_int(noise_samples, name="noise_samples")
     big = parse_eps(large_eps, name="large_eps") if large_eps is not None else min(max(2 * max(eps_pos), 0.5), 1.0)
     extras = [] if isinstance(extra_attacks, (tuple, list)) and not extra_attacks else as_specs(extra_attacks)
     radii = _radii(l2_eps, eps_pos)

@@ -23,6 +23,8 @@ from collections.abc import Callable
 
 import torch
 
+from .runtime import check_int
+
 __all__ = ["linf_pgd", "uniform_start", "default_alpha"]
 
 
@@ -72,8 +74,7 @@ def linf_pgd(
     Returns:
         ``x_adv``, detached, same shape and dtype as ``start`` (or ``x``).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    check_int(steps, name="steps", minimum=0)
     for name, value in (("eps", eps), ("alpha", alpha)):
         if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a finite number >= 0 in [0, 1] pixel units, got {value!r}")

@@ -38,7 +38,7 @@ from .controls import matched_gaussian_noise, sign_noise
 from .eps import parse_eps_list
 from .names import ADVERSARIAL, CONTROLS, GAUSSIAN, SIGN_NOISE
 from .probe import ExcitationProbe
-from .runtime import eval_mode, model_device
+from .runtime import check_int, eval_mode, model_device
 from .se_adapters import find_se_modules
 from .shift_metrics import (
     CHANNEL_COLUMNS,
@@ -60,9 +60,7 @@ logger = logging.getLogger(__name__)
 def _resolve_k(topk: int | None, channels: int) -> int:
     if topk is None:
         return max(1, channels // 4)
-    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
-        raise ValueError(f"topk must be a positive integer or None (default max(1, C // 4)), got {topk!r}")
-    return min(topk, channels)
+    return min(check_int(topk, name="topk", hint=" or None (default max(1, C // 4))"), channels)
 
 
 # ------------------------------------------------------------------------------------- collection core

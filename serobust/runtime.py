@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 
 import torch
@@ -27,6 +28,8 @@ __all__ = [
     "check_images",
     "check_labels",
     "check_batch_size",
+    "check_int",
+    "check_module_names",
     "BatchGuard",
 ]
 
@@ -134,13 +137,34 @@ def check_labels(y: torch.Tensor, n: int, *, name: str = "y") -> None:
         raise InputError(f"{name} must hold integer class indices, got dtype {y.dtype}; pass y.long()")
 
 
+def check_int(value: object, *, name: str, minimum: int = 1, hint: str = "") -> int:
+    """``value`` as a Python int >= ``minimum`` (numpy ints accepted, bools refused); ``ValueError`` naming
+    ``name`` otherwise, followed by ``hint`` (e.g. ``" (e.g. 10_000)"``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{hint}, got {value!r}")
+    return int(value)
+
+
+def check_module_names(model: nn.Module, names: list[str], *, what: str, hint: str) -> list[str]:
+    """``names`` if each is a submodule of ``model``; else ``ValueError`` listing the unknown ones under the
+    argument name ``what``, then ``hint`` (where to find valid names)."""
+    modules = dict(model.named_modules())
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise ValueError(f"{what} {unknown} are not modules of {type(model).__name__}; {hint}")
+    return names
+
+
 def check_batch_size(batch_size: object) -> int:
     """``batch_size`` as an int >= 1; ``ValueError`` otherwise."""
-    import numbers
+    return check_int(batch_size, name="batch_size")
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return int(batch_size)
+
+def batch_where(b: int, batch_size: int | None) -> str:
+    """`` (batch b, examples i..j)`` for error messages (just the batch when its size is unknown)."""
+    if not batch_size:
+        return f" (batch {b})"
+    return f" (batch {b}, examples {b * batch_size}..{(b + 1) * batch_size - 1})"
 
 
 class BatchGuard:
@@ -178,7 +202,6 @@ class BatchGuard:
         if not bool(bad.any()):
             return
         b = int(bad.nonzero()[0, 0])
-        where = f" (batch {b}" + (f", examples {b * self.batch_size}..{(b + 1) * self.batch_size - 1})"
-                                  if self.batch_size else ")")
+        where = batch_where(b, self.batch_size)
         n_nan = 1 if bool(lo[b].isnan() | hi[b].isnan()) else 0
         raise InputError(_range_message(self.name, float(lo[b]), float(hi[b]), n_nan, where))

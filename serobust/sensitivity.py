@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .analysis_inputs import check_analysis_inputs
-from .runtime import eval_mode, model_device
+from .runtime import check_module_names, eval_mode, model_device
 from .se_adapters import NoSEModuleError, find_se_modules
 
 __all__ = ["feature_sensitivity", "matched_layers"]
@@ -68,12 +68,8 @@ def _resolve_layers(model: nn.Module, layers: Sequence[str] | str | None) -> lis
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers:
         raise ValueError("layers is empty; name at least one module")
-    modules = dict(model.named_modules())
-    unknown = [name for name in layers if name not in modules]
-    if unknown:
-        raise ValueError(f"layers {unknown} are not modules of {type(model).__name__}; "
-                         "see model.named_modules() or use matched_layers(baseline, se_model)")
-    return layers
+    return check_module_names(model, layers, what="layers",
+                              hint="see model.named_modules() or use matched_layers(baseline, se_model)")
 
 
 @torch.no_grad()

@@ -33,6 +33,7 @@ from scipy.special import ndtr, ndtri
 
 from .errors import InputError
 from .names import BASELINE
+from .runtime import check_int
 
 __all__ = [
     "SMALL_N_T_CI",
@@ -101,8 +102,7 @@ def _check_confidence(confidence: float) -> float:
 
 
 def _check_n_resamples(n_resamples: int) -> int:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
-        raise InputError(f"n_resamples must be a positive integer (e.g. 10_000), got {n_resamples!r}")
+    n_resamples = check_int(n_resamples, name="n_resamples", hint=" (e.g. 10_000)")
     if n_resamples < 1000:
         warnings.warn(
             f"n_resamples={n_resamples} gives noisy interval endpoints; use at least 1000 (10_000 is the default)",

@@ -533,7 +533,7 @@ def test_subset_stratified_and_deterministic():
     assert torch.bincount(ds.subset(7, seed=0).labels).tolist() == [4, 2, 1]  # largest remainder: 3.5, 2.1, 1.4
     assert len(ds.subset(13, stratified=False)) == 13
     assert ds.subset(100) is ds and ds.subset(500) is ds
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="int >= 1"):
         ds.subset(0)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..errors import InputError
-from ..runtime import BatchGuard, check_batch_size
+from ..runtime import BatchGuard, batch_where, check_batch_size
 
 __all__ = ["check_batch_size", "batches", "GuardedBatches", "ImageDtypeError", "require_float_images"]
 
@@ -134,7 +134,7 @@ class GuardedBatches:
         return None if self.n is None else -(-self.n // self.batch_size)
 
     def _where(self, b: int) -> str:
-        return f" (batch {b}, examples {b * self.batch_size}..{(b + 1) * self.batch_size - 1})"
+        return batch_where(b, self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         """``(batch index, images, labels)`` on the device: float32 images, int64 labels."""

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
+
+from ..runtime import check_int
 
 __all__ = ["ImageTensorDataset", "BatchAugment", "DatasetBundle", "stratified_split"]
 
@@ -107,9 +108,7 @@ class ImageTensorDataset(Dataset):
         Raises:
             ValueError: ``n`` is not a positive integer.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"subset size n must be a positive integer, got {n!r}")
-        n = int(n)
+        n = check_int(n, name="subset size n")
         if n >= len(self):
             return self
         if stratified:

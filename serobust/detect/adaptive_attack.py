@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..analysis_inputs import batch_slices, check_analysis_inputs
 from ..eps import parse_eps_list
 from ..linf_pgd import default_alpha, linf_pgd, uniform_start
-from ..runtime import attack_state, model_device
+from ..runtime import attack_state, check_int, model_device
 from .features import Reader
 from .mahalanobis import MahalanobisDetector
 
@@ -27,8 +27,7 @@ def check_attack_args(weight: float, steps: int, alpha: float | None) -> None:
     """Raise ``ValueError`` unless weight >= 0 is finite, steps a positive int, alpha None or > 0."""
     if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight < math.inf):
         raise ValueError(f"weight must be a finite number >= 0 (the score's weight in the loss), got {weight!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_int(steps, name="steps")
     if alpha is not None and not (isinstance(alpha, (int, float)) and alpha > 0 and math.isfinite(alpha)):
         raise ValueError(f"alpha (step size in [0, 1] pixel units) must be a positive number or None, got {alpha!r}")
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..probe import ExcitationProbe
+from ..runtime import check_module_names
 from ..se_adapters import find_se_modules
 
 __all__ = ["DETECTOR_FEATURES", "Reader", "feature_reader", "resolve_blocks"]
@@ -77,12 +78,8 @@ def _pooled_blocks(model: nn.Module, blocks: Sequence[str] | None) -> list[str]:
     if blocks is None:
         raise ValueError("features='pooled' needs the blocks whose outputs to pool; pass "
                          "blocks=serobust.matched_layers(baseline, se_twin)")
-    modules = dict(model.named_modules())
-    unknown = [name for name in blocks if name not in modules]
-    if unknown:
-        raise ValueError(f"blocks {unknown} are not modules of {type(model).__name__}; see "
-                         "model.named_modules() or use serobust.matched_layers(baseline, se_twin)")
-    return list(blocks)
+    return check_module_names(model, list(blocks), what="blocks", hint="see model.named_modules() or use "
+                              "serobust.matched_layers(baseline, se_twin)")
 
 
 #: Feature kinds of :class:`MahalanobisDetector`: name -> (reader, default/validated block names).
