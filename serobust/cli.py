@@ -41,12 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=None,
                      help="tasks at once (overrides execution.jobs; 0 = one per CPU core or GPU slot)")
     run.add_argument("--quiet", action="store_true", help="log warnings only, no progress bar")
+    run.add_argument("--yes", action="store_true",
+                     help="run a study larger than the limit (serobust check prints its tasks and rough cost)")
     check = sub.add_parser("check", help="validate study TOML files (prints the resolved config of one)")
     check.add_argument("configs", type=Path, nargs="*", help=f"study TOML files (default {DEFAULT_CONFIG})")
     report = sub.add_parser("report", help="re-render a finished study's report")
     report.add_argument("folder", type=Path, help="a study folder, e.g. reports/mnist")
     report.add_argument("--single-file", action="store_true",
-                        help="write index.single.html with every figure inlined, to mail or attach")
+                        help="write index.single.html with every figure inlined, to mail or attach (in a "
+                             "study folder: inside the run it renders, linked from the folder)")
     return p
 
 
@@ -62,17 +65,28 @@ def _os_error(e: OSError) -> int:
 
 
 def _check(paths: list[Path]) -> int:
+    """One config: its resolved form as JSON on stdout, its size on stderr; several: one line each."""
     from .config import load_study_config
+    from .study.cost import estimate
 
     if len(paths) == 1:
         import json
 
-        print(json.dumps(load_study_config(paths[0]).to_dict(), indent=2, default=str))
+        cfg = load_study_config(paths[0])
+        print(json.dumps(cfg.to_dict(), indent=2, default=str))
+        print(f"{paths[0]}: ok, {_size(estimate(cfg))}", file=sys.stderr)
         return 0
     for path in paths:
-        load_study_config(path)
-        print(f"{path}: ok")
+        print(f"{path}: ok, {_size(estimate(load_study_config(path)))}")
     return 0
+
+
+def _size(cost) -> str:
+    from .study.cost import MAX_PASSES, MAX_TASKS
+
+    more = (f"; above the limit ({MAX_TASKS} tasks, {MAX_PASSES:.0e} image passes): serobust run asks for --yes"
+            if cost.too_big else "")
+    return cost.describe() + more
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -82,6 +96,14 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_study_config(args.config or DEFAULT_CONFIG)
     if args.jobs is not None and args.jobs < 0:
         return _error("--jobs", f"{args.jobs} is negative: give 1 or more, or 0 for one per core / GPU slot")
+    if not args.yes:
+        from .study.cost import MAX_PASSES, MAX_TASKS, estimate
+
+        cost = estimate(cfg)
+        if cost.too_big:
+            return _error(cfg.source or "config", f"{cost.describe()}, above the limit of a run without "
+                          f"confirmation ({MAX_TASKS} tasks, {MAX_PASSES:.0e} image passes); check seeds, budgets "
+                          "and steps, then run again with --yes")
     results = run_study(cfg, out_dir=args.out, device=args.device, jobs=args.jobs,
                         progress=False if args.quiet else None)
     print(f"report: {results['report']}")
@@ -92,13 +114,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import render_single_file
+    from .report import SINGLE_FILE_NAME, render_single_file
+    from .study.publish import CURRENT, link_into_report
+    from .study.store import study_lock
 
     if not (args.folder / "results.json").is_file():
         return _error(args.folder, "not a finished study folder (no results.json): run the study first")
     if not args.single_file:
         return _error("report", "say what to write: --single-file")
-    print(f"report: {render_single_file(args.folder)}")
+    current = args.folder / CURRENT
+    if current.is_symlink() and current.is_dir():  # a study folder: the page lives in the run it renders,
+        with study_lock(args.folder):  # so the next run's swap replaces it (its link goes with the old run)
+            render_single_file(current)
+            page = link_into_report(args.folder, SINGLE_FILE_NAME)
+    else:  # a plain report folder (a run's own folder, a copy)
+        page = render_single_file(args.folder)
+    print(f"report: {page}")
     return 0
 
 

@@ -51,6 +51,25 @@ class ConfigError(SerobustError, ValueError):
 
 # ---------------------------------------------------------------------------------------------- shared rules
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file's size
+MAX_TEXT = 10_000  # characters of any string value (description, paths, sources): it is copied into reports
+MAX_SEEDS = 1000
+MAX_SEED = 2**31 - 1
+
+
+def _bounded_text(raw: Any, key: str) -> None:
+    """Every string of the parsed file at most :data:`MAX_TEXT` characters (a description is copied into
+    every report and every results.json)."""
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            _bounded_text(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            _bounded_text(v, f"{key}[{i}]")
+    elif isinstance(raw, str) and len(raw) > MAX_TEXT:
+        raise ConfigError(f"{key} is {len(raw)} characters long; at most {MAX_TEXT} allowed (it is copied into "
+                          "every report): shorten it or link to a longer text")
+
 def _budgets(values: Sequence[Any], key: str, *, upper: float | None = 1.0) -> tuple[float, ...]:
     """A non-empty list of distinct budgets in [0, 1] pixel units (``"8/255"`` strings allowed)."""
     try:
@@ -102,6 +121,9 @@ class StudySection:
                               "at most 100; it names the folder reports/<name>/")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
             raise ConfigError(f"study.seeds = {list(self.seeds)}: give at least one seed >= 0, without repeats")
+        if len(self.seeds) > MAX_SEEDS or max(self.seeds) > MAX_SEED:
+            raise ConfigError(f"study.seeds: {len(self.seeds)} seeds up to {max(self.seeds)}; allowed at most "
+                              f"{MAX_SEEDS} seeds, each in [0, {MAX_SEED}] (e.g. seeds = [0, 1, 2])")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"study.device = {self.device!r}: allowed 'auto', 'cpu', 'cuda'")
 
@@ -141,6 +163,15 @@ class ModelSection:
             raise ConfigError(f"model.arch = {self.arch!r}: allowed {', '.join(ARCHITECTURES)}")
         if not self.reductions or len(set(self.reductions)) != len(self.reductions):
             raise ConfigError(f"model.reductions = {list(self.reductions)}: give one or more distinct ratios")
+        from .names import twin_name
+
+        names = [twin_name(r) for r in self.reductions]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                j = names.index(name)
+                raise ConfigError(f"model.reductions[{i}] = {self.reductions[i]!r} and model.reductions[{j}] = "
+                                  f"{self.reductions[j]!r} both name the twin {name!r}: give ratios that differ "
+                                  "visibly (e.g. 4 and 8)")
         for i, r in enumerate(self.reductions):
             try:  # the function every SE gate sizes itself with
                 se_hidden_width(64, r, self.min_hidden)
@@ -484,6 +515,9 @@ def _number(value: Any, key: str) -> float:
 def _section(cls: type, raw: Any, section: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{section}] must be a table, got {raw!r}")
+    if section == "train" and "seed" in raw:
+        raise ConfigError("train.seed is not read: each seed of study.seeds trains its own pair (its tasks set "
+                          "the training seed); remove train.seed and list the seeds in [study] seeds = [0, 1, 2]")
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -535,6 +569,7 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
         )
     if "study" not in raw or not isinstance(raw["study"], dict) or "name" not in raw["study"]:
         raise ConfigError("study.name is required ([study] name = \"...\")")
+    _bounded_text(raw, "")
     sections = {name: _section(cls, raw[name], name) for name, cls in _SECTIONS.items() if name in raw}
     if "data" in sections and sections["data"].path and base_dir is not None:
         p = Path(sections["data"].path).expanduser()
@@ -562,7 +597,12 @@ def load_study_config(path: str | Path) -> StudyConfig:
     if not path.is_file():
         raise ConfigError(f"study config {path} not found; the bundled ones live in experiments/", where=str(path))
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"is {size / 1e6:.1f} MB; a study config is a few KB (at most "
+                              f"{MAX_CONFIG_BYTES // 1024} KB): shorten its text fields", where=str(path))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text[1:] if text.startswith("\ufeff") else text)  # a UTF-8 BOM (Windows editors)
     except UnicodeDecodeError as e:
         raise ConfigError(f"not UTF-8 text (byte {e.start}): save the file as UTF-8", where=str(path)) from None
     except tomllib.TOMLDecodeError as e:

@@ -28,7 +28,7 @@ from .runtime import resolve_device
 from .study import plan as p
 from .study.context import TaskContext, WorkerEnv, context_for, study_root
 from .study.executors import execute, make_executor, terminate_on_sigterm
-from .study.publish import new_run_id, publish
+from .study.publish import check_study_folder, claim_study_folder, new_run_id, publish
 from .study.results import collect, statistics
 from .study.store import StudyStore, frame_to_csv, study_lock
 from .study.tasks import Task
@@ -103,6 +103,7 @@ def run_study(
     """
     cfg = config if isinstance(config, StudyConfig) else load_study_config(config)
     out = Path(out_dir) if out_dir is not None else Path("reports") / cfg.study.name
+    check_study_folder(out)  # a folder holding others' files is refused before anything is written
     dev = resolve_device(device or cfg.study.device)
     env = p.numerics(cfg, dev.type)
     worker = WorkerEnv(study_root(out), dev.type)
@@ -110,6 +111,7 @@ def run_study(
     run_id, started, t0 = new_run_id(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     ctx = context_for(worker)  # the context in-process tasks use too
     ctx.dataset(tasks[0].params["data"])  # missing or malformed data fails here, before anything is written
+    claim_study_folder(out)
     with study_lock(out), terminate_on_sigterm():
         executor = make_executor(cfg.execution, worker, jobs=jobs)
         log.info("study %s: %d tasks, executor %s with %d slot(s), device %s", cfg.study.name, len(tasks),
@@ -204,7 +206,10 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
         "versions": _versions(), "git": _git(),
         "device": {"type": dev.type, "name": name, "threads": cfg.execution.threads if dev.type == "cpu" else None},
         "executor": {"name": executor.name, "jobs": executor.slots}, "params": params,
-        "attacks": [{"label": s.label, "norm": s.norm, "budget": s.budget} for s in specs],
+        "attacks": [{"label": s.label, "norm": s.norm, "budget": s.budget} for s in specs] + (
+            [] if cfg.attacks.black_box else [{"label": "no black-box check", "norm": "", "budget": (
+                "attacks.black_box = [] in the config: no gradient-free attack ran, so nothing checks that one "
+                "does not beat the white-box attacks")}]),
         "diagnostics": {"seeds": diag_seeds, "n_images": min(cfg.diagnostics.size, len(x_eval))},
         "eps_labels": dict(getattr(cfg, "eps_labels", {}) or {}),
     }

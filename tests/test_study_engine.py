@@ -20,7 +20,7 @@ from serobust.config import study_config_from_dict
 from serobust.pipeline import plan, run_study
 from serobust.study.executors import TaskFailed
 from serobust.study.plan import numerics
-from serobust.study.store import StudyLockedError, study_lock
+from serobust.study.store import StudyLockedError, TaskStoreError, study_lock
 
 ENV = {"device": "cpu", "threads": 1}
 TIMING = ["time_s", "images_per_s"]  # wall-clock measurements of a run, not results
@@ -144,7 +144,8 @@ def test_a_failing_task_is_named_and_a_rerun_resumes(local_run, tmp_path, monkey
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
 
 
-def test_a_corrupt_checkpoint_fails_its_readers_in_worker_processes(local_run, tmp_path):
+def test_a_corrupt_checkpoint_is_refused_before_any_new_work(local_run, tmp_path):
+    """The manifest's digest of last.pt catches the damage when the run starts, naming the folder to delete."""
     import shutil
 
     work = tmp_path / "copy"
@@ -153,16 +154,16 @@ def test_a_corrupt_checkpoint_fails_its_readers_in_worker_processes(local_run, t
     ckpt.write_bytes(b"not a checkpoint")
     for manifest in (work / "tasks" / "evaluate").rglob("manifest.json"):
         manifest.unlink()
-    with pytest.raises(TaskFailed, match=r"stage evaluate, key .*CheckpointError.*delete the folder") as failed:
-        run_study(_cfg(execution={"jobs": 2}), out_dir=work, progress=False)
-    done = {p.parent.name.rsplit("-", 1)[0] for p in (work / "tasks" / "evaluate").rglob("manifest.json")}
-    assert done and "baseline-s1" not in done  # what finished before the failure is kept
-    shutil.rmtree(ckpt.parent)  # the fix the message names
     before = _manifests(work)
+    with pytest.raises(TaskStoreError, match=r"last\.pt is 16 bytes.*delete the folder") as failed:
+        run_study(_cfg(execution={"jobs": 2}), out_dir=work, progress=False)
+    assert _manifests(work) == before  # refused before anything ran
+    assert failed.value.where == str(ckpt.parent) and str(ckpt.parent) in str(failed.value)
+    shutil.rmtree(ckpt.parent)  # the fix the message names
     run_study(_cfg(execution={"jobs": 2}), out_dir=work, progress=False)
     rerun = {p.parent.parent.name + "/" + p.parent.name.rsplit("-", 1)[0] for p in _manifests(work) - before}
-    assert "train/baseline-s1" in rerun and not any(name.endswith("s0") for name in rerun)
-    assert str(ckpt.parent) in str(failed.value)
+    assert "train/baseline-s1" in rerun and not any(name.startswith("train/") and name.endswith("s0")
+                                                    for name in rerun)
 
 
 # ---------------------------------------------------------------------------------------------- lock, signals

@@ -286,6 +286,48 @@ def unregister_attack(name: str) -> None:
     del _DEFAULTS[name]
 
 
+def _code_text(obj: Any) -> str:
+    """What a function's bytecode does (instructions, constants, names), recursively through nested code."""
+    code = getattr(obj, "__code__", None) or getattr(getattr(obj, "__func__", None), "__code__", None)
+    if code is None:
+        return repr(obj) if isinstance(obj, (str, int, float, bool, tuple, type(None))) else type(obj).__name__
+
+    def text(c: Any) -> str:
+        consts = [text(k) if hasattr(k, "co_code") else repr(k) for k in c.co_consts]
+        return f"{c.co_code.hex()}|{consts}|{c.co_names}"
+
+    return text(code)
+
+
+_IDENTITIES: dict[type, str] = {}
+
+
+def attack_identity(name: str) -> str:
+    """The implementation registered under ``name``: ``module.qualname:hash`` of its class's source (its
+    bytecode when no source exists), over every Attack class it inherits from.
+
+    Part of the keys of the study tasks that run the attack, so a replacement registered with
+    ``register_attack(..., replace=True)`` never reuses the results of the implementation it replaced,
+    and a worker process can tell that it resolves another implementation than the driver did.
+    """
+    import hashlib
+    import inspect
+
+    cls = type(_REGISTRY[_canonical_name(name)])
+    if cls not in _IDENTITIES:
+        h = hashlib.sha256()
+        for klass in cls.__mro__:
+            if klass is Attack or not issubclass(klass, Attack):
+                continue
+            try:
+                h.update(inspect.getsource(klass).encode())
+            except (OSError, TypeError):  # defined in exec'd code: what its methods' bytecode does
+                for key, value in sorted(vars(klass).items()):
+                    h.update(f"{key}={_code_text(value)}\n".encode())
+        _IDENTITIES[cls] = f"{cls.__module__}.{cls.__qualname__}:{h.hexdigest()[:16]}"
+    return _IDENTITIES[cls]
+
+
 def _canonical_name(name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"an attack is a name (str) or an AttackSpec, got {type(name).__name__}: {name!r}")

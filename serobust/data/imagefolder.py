@@ -31,20 +31,67 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".t
 _GRAY_MODES = ("1", "L", "LA")
 _CACHE_VERSION = 1  # bump when the cache layout changes
 
+def _walk_class(folder: str) -> tuple[list[Path], list[str]]:
+    """Image files under one class folder, top-down in name order (as ``os.walk`` lists them), and the
+    links it did not follow.
+
+    A symlink is followed only when its real path stays inside the class folder, and every directory is
+    entered once, by ``(st_dev, st_ino)``: a link to another class's folder cannot mislabel its images and a
+    link loop cannot multiply them. A file reached twice (two links, hard links) is listed once.
+    """
+    top = os.path.realpath(folder)
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    files: list[Path] = []
+    skipped: list[str] = []
+
+    def inside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+    def visit(dirpath: str) -> None:
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            skipped.append(dirpath)
+            return
+        seen_dirs.add((st.st_dev, st.st_ino))
+        subdirs = []
+        for entry in sorted(os.scandir(dirpath), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink() and not inside(entry.path):
+                skipped.append(entry.path)
+                continue
+            try:
+                if entry.is_dir():
+                    subdirs.append(entry.path)
+                elif entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                    fst = os.stat(entry.path)
+                    if (fst.st_dev, fst.st_ino) not in seen_files:
+                        seen_files.add((fst.st_dev, fst.st_ino))
+                        files.append(Path(entry.path))
+            except OSError:  # a dangling link
+                skipped.append(entry.path)
+        for sub in subdirs:
+            visit(sub)
+
+    visit(folder)
+    return files, skipped
+
+
 def _list_split(split_dir: Path) -> dict[str, list[Path]]:
-    """class name -> sorted image files under ``split_dir/<class>/`` (recursively, hidden entries skipped)."""
+    """class name -> image files under ``split_dir/<class>/`` (recursively, hidden entries skipped, links
+    followed only inside their class folder, see :func:`_walk_class`)."""
     out: dict[str, list[Path]] = {}
+    skipped: list[str] = []
     for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
         if not entry.is_dir() or entry.name.startswith("."):
             continue
-        files = []
-        for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            files.extend(
-                Path(dirpath) / f for f in sorted(filenames)
-                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
-            )
-        out[entry.name] = files
+        out[entry.name], left = _walk_class(entry.path)
+        skipped += left
+    if skipped:
+        logger.warning("%s: %d link(s) not followed (they lead out of their class folder, into a folder already "
+                       "read, or nowhere), e.g. %s", split_dir, len(skipped), skipped[0])
     return out
 
 
@@ -109,12 +156,21 @@ def load_imagefolder(path: Path, root: Path):
             f"image folder {path} needs subfolders 'train' and 'test' (or 'val'), found {subdirs or 'none'}"
         )
     listing = {split: _list_split(path / d) for split, d in (("train", "train"), ("test", test_name))}
-    classes = tuple(sorted(set(listing["train"]) | set(listing["test"])))
-    if set(listing["train"]) != set(listing["test"]):
-        warnings.warn(
-            f"{path}: train and {test_name} have different class folders; using their union {classes}",
-            stacklevel=3,
+    classes = tuple(sorted(c for c, found in listing["train"].items() if found))
+    test_only = sorted(c for c, found in listing["test"].items() if found and c not in classes)
+    if test_only:
+        raise DatasetFormatError(
+            f"{path / test_name / test_only[0]} holds images but {path / 'train' / test_only[0]} has none: the model "
+            f"could never predict class {test_only[0]!r}; add its training images or remove its {test_name} folder"
         )
+    if len(classes) < 2 and any(listing["train"].values()):
+        raise DatasetFormatError(
+            f"{path / 'train'} has images of {len(classes)} class ({', '.join(classes)}); a classifier needs at "
+            "least two: add one folder of images per class (train/<class>/ and test/<class>/)"
+        )
+    if set(classes) != {c for c, found in listing["test"].items() if found}:
+        warnings.warn(f"{path}: some classes have no {test_name} images; their accuracy is not measured",
+                      stacklevel=3)
     files: dict[str, list[Path]] = {}
     labels: dict[str, list[int]] = {}
     for split, by_class in listing.items():

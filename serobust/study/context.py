@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -21,11 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import SerobustError
 from ..io import CheckpointError, load_checkpoint
 from .store import StudyStore
 from .tasks import Task
 
-__all__ = ["WorkerEnv", "TaskContext", "run_task"]
+__all__ = ["WorkerEnv", "TaskContext", "run_task", "check_implementations", "AttackImplementationError"]
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +111,13 @@ class TaskContext:
         if p["train"]["channels_last"]:
             model = model.to(memory_format=torch.channels_last)
         folder = self.store.task_dir(task)
+        path = self.store.check_file(task, "last.pt")  # the bytes the manifest recorded, or a one-line error
         try:
-            ckpt = load_checkpoint(folder / "last.pt", kind="train")
+            ckpt = load_checkpoint(path, kind="train")
             if not ckpt.get("complete"):
-                raise CheckpointError(f"checkpoint {folder / 'last.pt'} is not a finished training run")
+                raise CheckpointError(f"checkpoint {path} is not a finished training run")
+            if _train_identity(ckpt.get("config") or {}) != _train_identity(p["train"]):
+                raise CheckpointError(f"checkpoint {path} was trained with another config than this task's")
             model.load_state_dict(ckpt["model"])
         except (CheckpointError, RuntimeError) as e:
             raise CheckpointError(f"the trained model of {task.label!r} cannot be loaded ({e}); delete the folder "
@@ -129,6 +134,13 @@ class TaskContext:
 
         return {role: (self.model(dep) if STAGES[dep.stage].makes_model else self.store.load(dep))
                 for role, dep in task.deps.items()}
+
+
+def _train_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A training config as the trainer compares it on resume (JSON round trip: tuples become lists)."""
+    from ..trainer import _identity
+
+    return json.loads(json.dumps(_identity(dict(config)), default=str))
 
 
 _CONTEXTS: dict[WorkerEnv, TaskContext] = {}
@@ -152,10 +164,44 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class AttackImplementationError(SerobustError, RuntimeError):
+    """A worker process resolves an attack name to another implementation than the process that planned."""
+
+
+def check_implementations(task: Task) -> None:
+    """Refuse a task whose attacks resolve here to other implementations than where it was planned.
+
+    A spawned worker imports serobust afresh: an attack registered only in the driver's ``__main__`` or a
+    notebook is missing there, or the built-in it replaced answers to its name. Running the task anyway
+    would store the built-in's results under the replacement's key.
+
+    Raises:
+        AttackImplementationError: naming the attack, both implementations and the fix.
+    """
+    from ..attacks import attack_identity
+
+    for name, planned in (task.params.get("implementations") or {}).items():
+        try:
+            here = attack_identity(name)
+        except (KeyError, TypeError, ValueError):
+            here = None
+        if here != planned:
+            what = "is not registered" if here is None else (
+                f"is {here.split(':')[0]}" + (" (another version of its code)"
+                                               if here.split(':')[0] == planned.split(':')[0] else ""))
+            raise AttackImplementationError(
+                f"attack {name!r} was planned as {planned.split(':')[0]} but {what} in worker process "
+                f"{os.getpid()}: register it at import time in an importable module that the workers import too "
+                "(a module of your package, or a script's top level outside `if __name__ == \"__main__\"`), "
+                "or run with execution.jobs = 1 (--jobs 1) so the tasks run in this process",
+                where="execution.jobs")
+
+
 def run_task(task: Task, env: WorkerEnv) -> float:
     """Run one task in this process and store its outputs; returns its seconds. Same in every executor."""
     from .stages import STAGES
 
+    check_implementations(task)
     ctx = context_for(env)
     stage = STAGES[task.stage]
     folder = ctx.store.task_dir(task)

@@ -16,7 +16,7 @@ from .tasks import Task
 
 __all__ = ["numerics", "members", "train_task", "evaluate_task", "diagnostics_task", "transfer_task",
            "probe_task", "mechanism_task", "examples_task", "attack_table", "attack_spec", "autoattack_task",
-           "detect_task", "curve_attack"]
+           "detect_task", "curve_attack", "implementations", "INTERNAL_ATTACKS"]
 
 
 def numerics(cfg: StudyConfig, device_type: str) -> dict[str, Any]:
@@ -75,11 +75,31 @@ def _common(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> di
             "batch_size": cfg.attacks.batch_size}
 
 
+#: Attacks a stage resolves by name inside its own code (beyond those its params name).
+INTERNAL_ATTACKS = {"diagnostics": ("pgd", "fgsm", "square", "noise", "apgd_ce", "pgd_l2"),
+                    "detect": ("fgsm", "pgd")}
+
+
+def implementations(stage: str, *tables: Any) -> dict[str, str]:
+    """``{"implementations": {name: identity}}`` for the attacks a task runs: those of its attack tables
+    (dicts with a name, or names) and the ones its stage resolves itself (:data:`INTERNAL_ATTACKS`).
+
+    In the task's params, so a replaced implementation (``register_attack(..., replace=True)``) changes the
+    key, and a worker that resolves another implementation refuses the task (see
+    :func:`serobust.study.context.run_task`)."""
+    from ..attacks import ATTACKS, attack_identity
+
+    names = {t["name"] if isinstance(t, dict) else t for t in tables}
+    names |= {n for n in INTERNAL_ATTACKS.get(stage, ()) if n in ATTACKS}
+    return {"implementations": {n: attack_identity(n) for n in sorted(names)}}
+
+
 def evaluate_task(cfg: StudyConfig, member: str, seed: int, model: Task, env: dict[str, Any]) -> Task:
     a = cfg.attacks
     attacks = {"white_box": a.white_box, "eps": a.eps, "black_box": a.black_box, "black_box_eps": a.black_box_eps,
                "black_box_size": a.black_box_size, "batch_size": a.batch_size}
-    return Task("evaluate", {**_common(cfg, member, seed, env), "attacks": attacks}, {"model": model},
+    return Task("evaluate", {**_common(cfg, member, seed, env), "attacks": attacks,
+                             **implementations("evaluate", *a.white_box, *a.black_box)}, {"model": model},
                 label=f"{member} s{seed}")
 
 
@@ -88,7 +108,8 @@ def diagnostics_task(cfg: StudyConfig, member: str, seed: int, model: Task, othe
     d = dataclasses.asdict(cfg.diagnostics)
     d.pop("enabled")
     d.pop("seeds")
-    return Task("diagnostics", {**_common(cfg, member, seed, env), "diagnostics": d},
+    return Task("diagnostics", {**_common(cfg, member, seed, env), "diagnostics": d,
+                                **implementations("diagnostics", *cfg.diagnostics.extra_attacks)},
                 {"model": model, "other": other}, label=f"{member} s{seed}")
 
 
@@ -96,7 +117,7 @@ def transfer_task(cfg: StudyConfig, source: str, target: str, seed: int, models:
                   env: dict[str, Any]) -> Task:
     params = {**_common(cfg, target, seed, env), "source": source, "target": target,
               "attack": curve_attack(cfg), "eps": cfg.attacks.black_box_eps,
-              "size": cfg.attacks.black_box_size}
+              "size": cfg.attacks.black_box_size, **implementations("transfer", curve_attack(cfg))}
     return Task("transfer", params, {"source": models[source], "target": models[target]},
                 label=f"{source} to {target} s{seed}")
 
@@ -105,20 +126,22 @@ def probe_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], 
     p = dataclasses.asdict(cfg.probe)
     p.pop("enabled")
     params = {**_common(cfg, twin, seed, env), "probe": p, "attack": attack_table(cfg, cfg.probe.attack),
-              "baseline_name": BASELINE}
+              "baseline_name": BASELINE, **implementations("probe", cfg.probe.attack)}
     return Task("probe", params, {"model": models[twin], "baseline": models[BASELINE]}, label=f"{twin} s{seed}")
 
 
 def mechanism_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], env: dict[str, Any]) -> Task:
     m = dataclasses.asdict(cfg.mechanism)
     m.pop("enabled")
-    params = {**_common(cfg, twin, seed, env), "mechanism": m, "attack": curve_attack(cfg)}
+    params = {**_common(cfg, twin, seed, env), "mechanism": m, "attack": curve_attack(cfg),
+              **implementations("mechanism", curve_attack(cfg))}
     return Task("mechanism", params, {"model": models[twin]}, label=f"{twin} s{seed}")
 
 
 def autoattack_task(cfg: StudyConfig, member: str, seed: int, model: Task, env: dict[str, Any]) -> Task:
     a = {"eps": cfg.autoattack.eps, "size": cfg.autoattack.size}
-    params = {**_common(cfg, member, seed, env), "autoattack": a, "attack": attack_table(cfg, "autoattack")}
+    params = {**_common(cfg, member, seed, env), "autoattack": a, "attack": attack_table(cfg, "autoattack"),
+              **implementations("autoattack", "autoattack")}
     return Task("autoattack", params, {"model": model},
                 label=f"{member} s{seed}")
 
@@ -127,7 +150,7 @@ def detect_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task],
     d = dataclasses.asdict(cfg.detect)
     for key in ("enabled", "margin", "level"):  # the verdict's thresholds do not change the measurement
         d.pop(key)
-    return Task("detect", {**_common(cfg, twin, seed, env), "detect": d},
+    return Task("detect", {**_common(cfg, twin, seed, env), "detect": d, **implementations("detect")},
                 {"model": models[twin], "baseline": models[BASELINE]}, label=f"{twin} s{seed}")
 
 
@@ -144,6 +167,6 @@ def examples_task(cfg: StudyConfig, seed: int, models: dict[str, Task], evals: d
     curve = curve_attack(cfg)
     params = {"seed": seed, "data": _data(cfg), "numerics": env, "n": cfg.report.examples,
               "eps": cfg.report.example_eps, "attack": curve, "curve": attack_spec(curve).label,
-              "members": list(models)}
+              "members": list(models), **implementations("examples", curve)}
     deps = {**models, **{f"eval:{m}": t for m, t in evals.items()}}
     return Task("examples", params, deps, label=f"s{seed}")
