@@ -298,3 +298,122 @@ def test_a_failing_run_keeps_the_previous_report(tmp_path, monkeypatch):
     assert _consistent(tmp_path) == before
     assert [p.name for p in (tmp_path / ".runs").iterdir()] == [before]
     shutil.rmtree(tmp_path / "tasks")
+
+
+# ---------------------------------------------------------------------------------------------- round 2: configs
+
+BAD_ROUND2 = {
+    "train seed": ({"train": {"epochs": 4, "seed": 3}}, r"train\.seed is not read.*study\.seeds"),
+    "twin names collide": ({"model": {"reductions": [4, 4.0000000001]}},
+                           r"model\.reductions\[1\] = 4\.0000000001 and model\.reductions\[0\] = 4\.0 both name "
+                           r"the twin 'se_r4'"),
+    "long description": ({"study": {"description": "x" * 20_000}}, r"study\.description is 20000 characters"),
+    "huge seed": ({"study": {"seeds": [0, 2**40]}}, r"study\.seeds.*each in \[0, 2147483647\]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ROUND2))
+def test_round2_bad_configs_fail_check_with_one_line(case, tmp_path, capsys):
+    sections, key = BAD_ROUND2[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(_toml(tiny_study(**sections)))
+    code, out, err = _cli(capsys, "check", str(path))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"serobust: error: {path}: "), err
+    import re
+
+    assert re.search(key, err), err
+
+
+def test_a_50_mb_config_is_refused_at_check_without_reading_it(tmp_path, capsys):
+    path = tmp_path / "big.toml"
+    path.write_text(_toml(tiny_study(study={"description": "x" * 50_000_000})))
+    code, _, err = _cli(capsys, "check", str(path))
+    assert code == 2 and err.count("\n") == 1 and "is 50.0 MB" in err and "at most 1024 KB" in err
+
+
+def test_a_utf8_bom_is_accepted(tmp_path, capsys):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + _toml(tiny_study()).encode())
+    code, out, err = _cli(capsys, "check", str(path))
+    assert code == 0, err
+    assert json.loads(out)["study"]["name"] == "tiny"
+
+
+def _expected_tasks(raw: dict) -> int:
+    """Tasks of a tiny study counted from its config, independently of serobust's planner."""
+    seeds, twins = len(raw["study"]["seeds"]), len(raw["model"]["reductions"])
+    members = 1 + twins
+    per_seed = 2 * members + members + 2 * twins + 3 * twins  # train + evaluate, diagnostics, transfer both
+    return seeds * per_seed + 1  # ways, probe + mechanism + detect per twin; one examples task
+
+
+def test_check_prints_the_number_of_tasks_and_a_rough_cost(tmp_path, capsys):
+    raw = tiny_study(model={"reductions": [4, 8]})
+    path = tmp_path / "study.toml"
+    path.write_text(_toml(raw))
+    code, out, err = _cli(capsys, "check", str(path))
+    assert code == 0 and json.loads(out)
+    assert err.startswith(f"{path}: ok, {_expected_tasks(raw)} tasks (") and "image passes" in err
+    code, out, _ = _cli(capsys, "check", str(path), str(path))
+    assert code == 0 and out.count(f"{_expected_tasks(raw)} tasks") == 2
+
+
+def test_run_asks_for_yes_past_the_limit(tmp_path, capsys):
+    path = tmp_path / "big.toml"
+    path.write_text(_toml(tiny_study(study={"seeds": list(range(201))})))
+    code, _, err = _cli(capsys, "check", str(path))
+    assert code == 0 and "serobust run asks for --yes" in err
+    code, out, err = _cli(capsys, "run", str(path), "--out", str(tmp_path / "out"))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--yes" in err and "2212 tasks" in err
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------- round 2: images
+
+def _image_tree(root: Path, counts: dict[tuple[str, str], int]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for (split, c), n in counts.items():
+        folder = root / split / c
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            value = (100 if c == "a" else 200) + i
+            Image.fromarray(np.full((8, 8), value, np.uint8)).save(folder / f"{i}.png")
+
+
+def test_image_folder_links_never_leave_their_class_or_loop(tmp_path):
+    from serobust.data import load_dataset
+
+    tree = tmp_path / "tree"
+    _image_tree(tree, {("train", "a"): 10, ("train", "b"): 10, ("test", "a"): 3, ("test", "b"): 3})
+    os.symlink("..", tree / "train" / "a" / "up")  # the whole train split, b included: leaves class a
+    os.symlink(".", tree / "train" / "a" / "loop")  # itself: a loop
+    os.symlink("../b", tree / "train" / "a" / "b_images")  # another class's folder
+    (tree / "train" / "a" / "deeper").mkdir()
+    os.symlink("..", tree / "train" / "a" / "deeper" / "parent")  # back to a: already read
+    bundle = load_dataset("imagefolder", root=tmp_path / "cache", path=tree)
+    x, y = bundle.train.tensors()
+    assert len(y) == 20 and bundle.classes == ("a", "b")
+    assert y.tolist() == [0] * 10 + [1] * 10
+    pixels = (x[:, 0, 0, 0] * 255).round().long()  # class a's images are 100.., b's 200..
+    assert ((pixels < 150) == (y == 0)).all()
+
+
+def test_a_one_class_image_folder_is_one_line(tmp_path, capsys):
+    _image_tree(tmp_path / "tree", {("train", "a"): 4, ("test", "a"): 2})
+    path = _run_config(tmp_path, data={"name": "imagefolder", "path": str(tmp_path / "tree"),
+                                       "root": str(tmp_path / "cache")})
+    code, _, err = _cli(capsys, "run", str(path), "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1 and "a classifier needs at least two" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_test_only_class_is_one_line(tmp_path, capsys):
+    _image_tree(tmp_path / "tree", {("train", "a"): 4, ("train", "b"): 4, ("test", "a"): 2, ("test", "b"): 2,
+                                    ("test", "c"): 2})
+    path = _run_config(tmp_path, data={"name": "imagefolder", "path": str(tmp_path / "tree"),
+                                       "root": str(tmp_path / "cache")})
+    code, _, err = _cli(capsys, "run", str(path), "--out", str(tmp_path / "out"))
+    assert code == 2 and err.count("\n") == 1 and "could never predict class 'c'" in err
