@@ -428,7 +428,7 @@ def test_imagefolder_grayscale_val_split(tmp_path):
 
 def test_imagefolder_errors(tmp_path):
     tree = tmp_path / "tree"
-    _write_pngs(tree, {"train": {"a": 2}, "other": {"a": 1}})
+    _write_pngs(tree, {"train": {"a": 2, "b": 1}, "other": {"a": 1}})
     with pytest.raises(DatasetNotFoundError, match="'other'"):
         load_dataset("imagefolder", root=tmp_path / "root", path=tree)
     _write_pngs(tree, {"test": {"a": 1}}, size=(9, 8))
