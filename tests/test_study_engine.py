@@ -160,6 +160,7 @@ def test_a_corrupt_checkpoint_is_refused_before_any_new_work(local_run, tmp_path
     assert _manifests(work) == before  # refused before anything ran
     assert failed.value.where == str(ckpt.parent) and str(ckpt.parent) in str(failed.value)
     shutil.rmtree(ckpt.parent)  # the fix the message names
+    before = _manifests(work)
     run_study(_cfg(execution={"jobs": 2}), out_dir=work, progress=False)
     rerun = {p.parent.parent.name + "/" + p.parent.name.rsplit("-", 1)[0] for p in _manifests(work) - before}
     assert "train/baseline-s1" in rerun and not any(name.startswith("train/") and name.endswith("s0")

@@ -44,6 +44,7 @@ RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
 #: Report parts a run links into the study folder (plus the single-file page, see ``serobust report``).
 REPORT_PARTS = ("index.html", "index.single.html", "results.json", "config.json", "figures", "tables")
 _TMP_LINK = re.compile(r"\.(.+)\.[0-9a-f]{8}\.link")
+_TMP_MARKER = re.compile(re.escape(f".{MARKER}.") + r"[A-Za-z0-9_]+\.tmp")
 
 
 class StudyFolderError(SerobustError, FileExistsError):
@@ -88,6 +89,8 @@ def _foreign(out: Path, *, marked: bool) -> list[str]:
             ok = False  # not serobust's link (checked above): a real file or folder, or someone's link
         elif _TMP_LINK.fullmatch(name) and entry.is_symlink():
             ok = True  # a link a killed run left before renaming it over its name
+        elif _TMP_MARKER.fullmatch(name) and entry.is_file():
+            ok = True  # the marker's temporary file, left by a run killed while writing it
         else:
             ok = marked
         if not ok:
