@@ -54,6 +54,7 @@ class ConfigError(SerobustError, ValueError):
 MAX_CONFIG_BYTES = 1 << 20  # a config file's size
 MAX_TEXT = 10_000  # characters of any string value (description, paths, sources): it is copied into reports
 MAX_SEEDS = 1000
+MAX_BUDGETS = 100  # budgets in one list
 MAX_SEED = 2**31 - 1
 
 
@@ -71,7 +72,11 @@ def _bounded_text(raw: Any, key: str) -> None:
                           "every report): shorten it or link to a longer text")
 
 def _budgets(values: Sequence[Any], key: str, *, upper: float | None = 1.0) -> tuple[float, ...]:
-    """A non-empty list of distinct budgets in [0, 1] pixel units (``"8/255"`` strings allowed)."""
+    """A non-empty list of distinct budgets in [0, 1] pixel units (``"8/255"`` strings allowed), at most
+    :data:`MAX_BUDGETS` of them."""
+    if len(values) > MAX_BUDGETS:
+        raise ConfigError(f"{key} has {len(values)} budgets; at most {MAX_BUDGETS} allowed (a curve needs a dozen, "
+                          "each budget multiplies the attacks' cost)")
     try:
         out = tuple(parse_eps(v, name=f"{key}[{i}]", upper=upper) for i, v in enumerate(values))
     except ValueError as e:

@@ -309,6 +309,7 @@ BAD_ROUND2 = {
                            r"the twin 'se_r4'"),
     "long description": ({"study": {"description": "x" * 20_000}}, r"study\.description is 20000 characters"),
     "huge seed": ({"study": {"seeds": [0, 2**40]}}, r"study\.seeds.*each in \[0, 2147483647\]"),
+    "1000 budgets": ({"attacks": {"eps": [i / 1000 for i in range(1000)]}}, r"attacks\.eps has 1000 budgets"),
 }
 
 
@@ -367,6 +368,9 @@ def test_run_asks_for_yes_past_the_limit(tmp_path, capsys):
     code, out, err = _cli(capsys, "run", str(path), "--out", str(tmp_path / "out"))
     assert code == 2 and out == "" and err.count("\n") == 1 and "--yes" in err and "2212 tasks" in err
     assert not (tmp_path / "out").exists()
+    path.write_text(_toml(tiny_study(attacks={"white_box": [{"name": "pgd", "steps": 10**11}]})))
+    code, _, err = _cli(capsys, "check", str(path))
+    assert code == 0 and "serobust run asks for --yes" in err
 
 
 # ---------------------------------------------------------------------------------------------- round 2: images

@@ -222,6 +222,19 @@ def test_a_manifest_recording_another_training_config_is_refused(study):
         run_study(_cfg(), out_dir=study, progress=False)
 
 
+def test_an_older_manifest_without_digests_is_recomputed_not_trusted(study):
+    folder = _task_folder(study, "train", "baseline-s0")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in ("format", "files", "train_config"):
+        manifest.pop(key)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    ckpt = (folder / "last.pt").read_bytes()
+    run_study(_cfg(stats={"n_resamples": 2000}), out_dir=study, progress=False)
+    again = json.loads((folder / "manifest.json").read_text())
+    assert again["format"] == 2 and again["files"]["last.pt"]["sha256"] == hashlib.sha256(ckpt).hexdigest()
+    assert (folder / "last.pt").read_bytes() == ckpt  # the finished checkpoint resumed, not retrained
+
+
 # ---------------------------------------------------------------------------------------------- attack identity
 
 @pytest.fixture
