@@ -37,6 +37,7 @@ def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:
 #: with its seed and member (``twin`` for sensitivity: the matched layers pair a twin with its baseline)
 STAGE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "train": (("history", "history"),),
+    "load": (("members", "info"),),
     "evaluate": (("robust", "summary"), ("per_example", "per_example"), ("blackbox", "blackbox")),
     "diagnostics": (("diagnostics", "checks"),),
     "transfer": (("transfer", "transfer"),),
