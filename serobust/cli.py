@@ -67,12 +67,27 @@ def _check(paths: list[Path]) -> int:
     if len(paths) == 1:
         import json
 
-        print(json.dumps(load_study_config(paths[0]).to_dict(), indent=2, default=str))
+        cfg = load_study_config(paths[0])
+        print(json.dumps(cfg.to_dict(), indent=2, default=str))
+        _warn_missing_weights(paths[0], cfg)
         return 0
     for path in paths:
-        load_study_config(path)
+        cfg = load_study_config(path)
         print(f"{path}: ok")
+        _warn_missing_weights(path, cfg)
     return 0
+
+
+def _warn_missing_weights(path: Path, cfg) -> None:
+    """Given pairs whose weights are not on disk: one warning line per file (``run`` fetches or refuses)."""
+    from .hub import missing_weights
+
+    if not cfg.model.pairs:
+        return
+    lines = [line for pair in cfg.model.pair_specs() for m in (pair.baseline, pair.se)
+             if (line := missing_weights(m, cfg.model.weights_dir))]
+    for line in dict.fromkeys(lines):
+        print(f"serobust: warning: {path}: {line}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -316,7 +316,7 @@ class StatsSection:
 
 
 _REFERENCE_KEYS = {"member": str, "attack": str, "eps": (int, float, str), "robust_acc": (int, float),
-                   "clean_acc": (int, float), "source": str}
+                   "clean_acc": (int, float), "source": str, "pair": str}  # pair: a model.pairs name
 
 
 @dataclass(frozen=True)
@@ -628,6 +628,10 @@ def _pairs_study(raw: dict[str, Any], sections: dict[str, Any], base_dir: Path |
     sections["model"] = dataclasses.replace(sections["model"], pairs=pairs, weights_dir=weights_dir)
     study = sections["study"]
     sections["study"] = dataclasses.replace(study, seeds=tuple(range(len(pairs))))
+    names = [pair.name for pair in sections["model"].pair_specs()]
+    for i, ref in enumerate(sections["report"].references if "report" in sections else ()):
+        if "pair" in ref and ref["pair"] not in names:
+            raise ConfigError(f"report.references[{i}].pair = {ref['pair']!r}: allowed the model.pairs names {names}")
     return sections
 
 
