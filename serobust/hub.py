@@ -276,7 +276,7 @@ def preprocess(spec: MemberSpec) -> Preprocess:
         import torchvision
 
         t = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-        base = Preprocess(int(t.crop_size[0]), int(t.resize_size[0]), t.interpolation.value, "tensor",
+        base = Preprocess(int(t.crop_size[0]), int(t.resize_size[0]), t.interpolation.value, "pil",  # PIL in, PIL resize
                           tuple(t.mean), tuple(t.std))
     elif lib == "pytorchcv":
         suffix = name.rsplit("_", 1)[-1] if "_" in name else ""
@@ -428,7 +428,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def _load_state(model: nn.Module, path: Path, spec: MemberSpec) -> None:
+def _load_state(model: nn.Module, path: Path, spec: MemberSpec, num_classes: int | None = None) -> None:
     state = _read_state_dict(path)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -441,8 +441,9 @@ def _load_state(model: nn.Module, path: Path, spec: MemberSpec) -> None:
     if shapes:
         k = shapes[0]
         raise MemberError(f"{path} does not fit {spec.source}: {k} is {tuple(state[k].shape)} in the file, "
-                          f"{tuple(own[k].shape)} in the model (a different class count or width); build the "
-                          "member with the architecture and class count the file was trained with")
+                          f"{tuple(own[k].shape)} in the model: the file was trained with another class count "
+                          f"or width{f' (the data set has {num_classes} classes)' if num_classes else ''}; evaluate "
+                          "it on data with its classes, or give the architecture it was saved from")
     model.load_state_dict(state)
 
 
@@ -459,6 +460,9 @@ def _build(spec: MemberSpec, num_classes: int | None, weights_dir: str, download
             raise MemberError(f"{name} is not a TorchScript file ({str(e).splitlines()[0][:160]}); save it with "
                               "torch.jit.save(torch.jit.script(model), path)") from None
     if spec.weights:  # the architecture without weights, then the user's state dict
+        if not Path(spec.weights).is_file():
+            raise WeightsNotFoundError(f"{spec.source}: the weights file {spec.weights} does not exist; put the state "
+                                       "dict there (torch.save(model.state_dict(), path)) or fix the member's weights")
         if lib == "timm":
             import timm
 
@@ -473,7 +477,7 @@ def _build(spec: MemberSpec, num_classes: int | None, weights_dir: str, download
             model = get_model(name, pretrained=False)
         else:
             raise MemberError(f"{spec.source}: robustbench members load their own weights; remove weights")
-        _load_state(model, Path(spec.weights), spec)
+        _load_state(model, Path(spec.weights), spec, num_classes)
         return model
     found, where = weights_file(spec, weights_dir)
     if found is None and not download:

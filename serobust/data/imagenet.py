@@ -120,11 +120,13 @@ def list_imagenet_val(path: str | os.PathLike) -> tuple[list[Path], list[int], l
     if flat:
         gt, meta = _devkit_file(path, _GT), _devkit_file(path, "meta.mat")
         if gt is not None and meta is not None:
-            return flat, *_devkit_labels(path, flat, gt, meta), "flat+devkit"
+            classes, labels = _devkit_labels(path, flat, gt, meta)
+            return flat, labels, classes, "flat+devkit"
         table = next((p for p in (path / "LOC_val_solution.csv", path.parent / "LOC_val_solution.csv")
                       if p.is_file()), None)
         if table is not None:
-            return flat, *_csv_labels(flat, table), "flat+LOC_val_solution.csv"
+            classes, labels = _csv_labels(flat, table)
+            return flat, labels, classes, "flat+LOC_val_solution.csv"
         raise DatasetNotFoundError(f"{path} holds {len(flat)} images but no labels: put {_GT} and meta.mat "
                                    f"(ILSVRC2012_devkit_t12/data/ of the devkit) in {path}, or sort the images "
                                    "into class folders")
