@@ -39,7 +39,7 @@ from .models.common import Normalize
 
 __all__ = ["SOURCES", "MemberError", "WeightsNotFoundError", "MemberSpec", "PairSpec", "Preprocess",
            "parse_member", "parse_pair", "preprocess", "pair_geometry", "weights_file", "missing_weights",
-           "load_member", "ExternalModel", "resize_crop", "INSTALL_HINTS"]
+           "load_member", "load_pair", "member_preprocess", "ExternalModel", "resize_crop", "INSTALL_HINTS"]
 
 log = logging.getLogger(__name__)
 
@@ -569,3 +569,22 @@ def _output_width(net: nn.Module, model: nn.Module, prep: Preprocess) -> int | N
             return int(model(torch.zeros(1, len(prep.mean), side, side)).shape[-1])
     except RuntimeError:
         return None
+
+
+def load_pair(baseline: str | Mapping[str, Any], se: str | Mapping[str, Any], *, num_classes: int | None = None,
+              weights_dir: str = "", download: bool = True) -> tuple[ExternalModel, ExternalModel, Preprocess]:
+    """A given pair from the Python API: ``(baseline, se_model, preprocessing)``, members as in a config.
+
+    ``preprocessing.geometry()`` is what :func:`serobust.load_dataset` needs to decode an ImageNet-style
+    folder for them (``load_dataset("imagenet", path=..., preprocess=prep.geometry())``)::
+
+        base, se, prep = serobust.load_pair("timm:resnet50.a1_in1k", "timm:seresnet50.a1_in1k")
+    """
+    pair = parse_pair({"baseline": baseline, "se": se}, "pair")
+    return (load_member(pair.baseline, num_classes=num_classes, weights_dir=weights_dir, download=download),
+            load_member(pair.se, num_classes=num_classes, se=True, weights_dir=weights_dir, download=download),
+            preprocess(pair.baseline))
+
+
+#: the public name of :func:`preprocess` (``serobust.member_preprocess(serobust.parse_member("timm:..."))``)
+member_preprocess = preprocess

@@ -91,6 +91,8 @@ def _pairs_study(root, data_path, name="hub"):
     raw["probe"]["size"] = 12
     raw["mechanism"].update(size=12, steps=2)
     raw["detect"].update(size=16, fit_size=12, adaptive_steps=2)
+    raw["report"]["references"] = [{"member": "se", "pair": "p1", "attack": "pgd", "eps": 0, "robust_acc": 0.8,
+                                    "clean_acc": 0.8, "source": "a published top-1"}]
     return raw
 
 
@@ -151,6 +153,23 @@ def test_probe_finds_every_se_block_of_seresnet50_and_none_in_resnet50():
     assert len(records) == 16
     first = records[blocks[0].name]
     assert first["s"].shape == (2, 256) and ((first["s"] > 0) & (first["s"] < 1)).all()
+
+
+def test_python_api_loads_a_pair_and_its_preprocessing(files):
+    import serobust as sr
+
+    base, se, prep = sr.load_pair(_member(files, "resnet18"), _member(files, "seresnet18"), num_classes=4)
+    assert prep.size == 16 and prep.resize == 16 and prep.mean == (0.485, 0.456, 0.406)
+    assert len(find_se_modules(se)) == 8 and not base.training
+    x = torch.rand(3, 3, 16, 16)
+    reference = timm.create_model("resnet18", num_classes=4).eval()
+    reference.load_state_dict(torch.load(files / "resnet18.pt", weights_only=True))
+    mean, std = torch.tensor(prep.mean).view(1, 3, 1, 1), torch.tensor(prep.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(base(x), reference((x - mean) / std), atol=1e-6)
+    bundle = sr.load_dataset("imagenet", path=files / "val", root=files / "cache", preprocess=prep.geometry(),
+                             eval_size=8, train_size=8)
+    assert bundle.image_size == (16, 16) and len(bundle.test) == 8 and bundle.num_classes == 4
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -294,6 +313,11 @@ def test_a_study_of_given_pairs_runs_end_to_end(study, files):
     for table in ("robust", "mcnemar", "shift", "detection", "members"):
         assert (out / "tables" / f"{table}.csv").is_file(), table
     assert not list((out / "tasks").glob("train/*"))  # nothing was trained
+    refs = pd.read_csv(out / "tables" / "references.csv")
+    se_p1 = pd.read_csv(out / "tables" / "robust.csv").query("model == 'se' and seed == 1 and eps == 0")
+    assert refs.loc[0, "pair"] == "p1" and refs.loc[0, "published_clean_acc"] == 0.8
+    assert refs.loc[0, "measured_clean_acc"] == pytest.approx(se_p1["clean_acc"].mean())
+    assert "a published top-1" in page
     # clean accuracy recomputed independently: the saved weights, timm's own model, the same images
     robust = pd.read_csv(out / "tables" / "robust.csv")
     measured = robust[(robust["model"] == "baseline") & (robust["eps"] == 0) & (robust["seed"] == 0)]["clean_acc"]

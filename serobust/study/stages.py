@@ -192,7 +192,9 @@ def mechanism(ctx, p, inputs, folder):
     m = p["mechanism"]
     model = inputs["model"]
     xs, ys = _head(ctx, p, m["size"])
-    x_adv = generate(model, xs, ys, _spec(p["attack"]), m["eps"], seed=p["seed"])
+    # batches of at most attacks.batch_size (memory at ImageNet resolution); min() keeps the 256-image batches,
+    # and so the results, of every study whose batch_size is >= 256
+    x_adv = generate(model, xs, ys, _spec(p["attack"]), m["eps"], seed=p["seed"], batch_size=min(256, p["batch_size"]))
     return {
         "interventions": interventions(model, xs, ys, x_adv, batch_size=p["batch_size"]),
         "adaptive": adaptive_attacks(model, xs, ys, [m["eps"]], steps=m["steps"], weight=m["weight"],
