@@ -102,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {results['report']}")
     for twin, v in results["verdict"].items():
         print(f"verdict ({twin}): {v['outcome']}: {v.get('headline') or v['summary']}")
+        if v.get("design"):
+            print(f"design: {v['design']}")
     print(f"time: {results['meta']['time_s']} s")
     return 0
 

@@ -120,6 +120,8 @@ def run_study(
         tables, examples = collect(tasks, StudyStore(out))
         main_label = p.attack_spec(p.attack_table(cfg, cfg.attacks.main)).label
         tables, verdicts = statistics(tables, cfg, main_attack=main_label, twins=p.members(cfg)[1:])
+        if cfg.model.pairs:  # the verdict carries what its replicates are: pairs sharing a recipe, not twins
+            verdicts = {twin: {**v, "design": PAIRS_DESIGN} for twin, v in verdicts.items()}
         meta = _meta(cfg, dev, executor, run_id=run_id, started=started, main_label=main_label,
                      ctx=ctx, tasks=tasks)
         if examples is not None:

@@ -172,6 +172,28 @@ def test_python_api_loads_a_pair_and_its_preprocessing(files):
     assert bundle.image_size == (16, 16) and len(bundle.test) == 8 and bundle.num_classes == 4
 
 
+def test_pytorchcv_cifar_members_from_weights_files(tmp_path):
+    """pytorchcv's CIFAR-10 ResNet-20 and SE-ResNet-20: its SEBlock is found, its CIFAR statistics go inside."""
+    pytest.importorskip("pytorchcv")
+    from pytorchcv.model_provider import get_model
+
+    for name in ("resnet20_cifar10", "seresnet20_cifar10"):
+        torch.save(get_model(name, pretrained=False).state_dict(), tmp_path / f"{name}.pt")
+    base, se, prep = __import__("serobust").load_pair(
+        {"source": "pytorchcv:resnet20_cifar10", "weights": str(tmp_path / "resnet20_cifar10.pt")},
+        {"source": "pytorchcv:seresnet20_cifar10", "weights": str(tmp_path / "seresnet20_cifar10.pt")}, num_classes=10)
+    assert prep.size is None and prep.mean == (0.4914, 0.4822, 0.4465)
+    assert len(find_se_modules(se)) == 9  # one per residual block of ResNet-20 (3 stages x 3)
+    with pytest.raises(MemberError, match="100 classes|10 classes"):
+        load_member(parse_member({"source": "pytorchcv:resnet20_cifar10",
+                                  "weights": str(tmp_path / "resnet20_cifar10.pt")}, "m"), num_classes=100)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad(), ExcitationProbe(se):
+        probed = se(x)
+    with torch.no_grad():
+        assert torch.equal(probed, se(x)) and base(x).shape == (2, 10)
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 def test_member_errors_are_one_line_and_name_the_fix(files, tmp_path):
@@ -307,6 +329,7 @@ def test_a_study_of_given_pairs_runs_end_to_end(study, files):
     se = timm.create_model("seresnet18", num_classes=4)
     assert meta["params"]["se"] == sum(q.numel() for q in se.parameters())
     assert meta["dataset"]["image_size"] == [16, 16] and meta["dataset"]["eval"] == 24
+    assert "not initial weights" in results["verdict"]["se"]["design"]
     assert results["verdict"]["se"]["outcome"] in {"supported", "not supported", "inconclusive", "opposite"}
     page = (out / "index.html").read_text()
     assert "share a published training recipe" in page and "seed 1 = p1" in page
