@@ -68,26 +68,39 @@ def _check(paths: list[Path]) -> int:
         import json
 
         cfg = load_study_config(paths[0])
+        lines = _check_pairs(paths[0], cfg)
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
-        _warn_missing_weights(paths[0], cfg)
+        _warn(lines)
         return 0
     for path in paths:
         cfg = load_study_config(path)
+        lines = _check_pairs(path, cfg)
         print(f"{path}: ok")
-        _warn_missing_weights(path, cfg)
+        _warn(lines)
     return 0
 
 
-def _warn_missing_weights(path: Path, cfg) -> None:
-    """Given pairs whose weights are not on disk: one warning line per file (``run`` fetches or refuses)."""
-    from .hub import missing_weights
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"serobust: warning: {line}", file=sys.stderr)
+
+
+def _check_pairs(path: Path, cfg) -> list[str]:
+    """Given pairs: an SE member without SE modules is an error (its architecture is built on the meta device);
+    weights not on disk are one warning line per file, saying where to put it (``run`` fetches or refuses)."""
+    from .config import ConfigError
+    from .hub import MemberError, check_se_member, missing_weights
 
     if not cfg.model.pairs:
-        return
+        return []
+    for i, pair in enumerate(cfg.model.pair_specs()):  # a baseline given as se fails here, not after loading
+        try:
+            check_se_member(pair.se, f"model.pairs[{i}].se")
+        except MemberError as e:
+            raise ConfigError(str(e), where=str(path)) from None
     lines = [line for pair in cfg.model.pair_specs() for m in (pair.baseline, pair.se)
              if (line := missing_weights(m, cfg.model.weights_dir))]
-    for line in dict.fromkeys(lines):
-        print(f"serobust: warning: {path}: {line}", file=sys.stderr)
+    return [f"{path}: {line}" for line in dict.fromkeys(lines)]
 
 
 def _run(args: argparse.Namespace) -> int:

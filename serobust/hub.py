@@ -39,7 +39,7 @@ from .models.common import Normalize
 
 __all__ = ["SOURCES", "MemberError", "WeightsNotFoundError", "MemberSpec", "PairSpec", "Preprocess",
            "parse_member", "parse_pair", "preprocess", "pair_geometry", "weights_file", "missing_weights",
-           "load_member", "load_pair", "member_preprocess", "ExternalModel", "resize_crop", "INSTALL_HINTS"]
+           "load_member", "load_pair", "check_se_member", "member_preprocess", "ExternalModel", "resize_crop", "INSTALL_HINTS"]
 
 log = logging.getLogger(__name__)
 
@@ -510,6 +510,35 @@ def _build(spec: MemberSpec, num_classes: int | None, weights_dir: str, download
     except Exception as e:  # offline, a proxy, a truncated download: the library's own error, then the fix
         raise WeightsNotFoundError(f"{spec.source}: the pretrained weights could not be loaded ({type(e).__name__}: "
                                    f"{str(e).splitlines()[0][:160] if str(e) else ''}); put them at {where}") from None
+
+
+def check_se_member(spec: MemberSpec, key: str = "se") -> int:
+    """The SE member's architecture has SE modules the probe knows: built without weights on the meta device
+    (no memory, no download), so ``serobust check`` can refuse a baseline given as ``se``. Returns the count."""
+    from .se_adapters import NoSEModuleError, find_se_modules
+
+    lib, name = spec.library, spec.name
+    if lib not in ("timm", "torchvision", "pytorchcv"):
+        return -1  # robustbench and TorchScript: known only once loaded (load_member checks them)
+    with torch.device("meta"):
+        if lib == "timm":
+            import timm
+
+            net = timm.create_model(name, pretrained=False)
+        elif lib == "torchvision":
+            import torchvision
+
+            net = torchvision.models.get_model(name, weights=None)
+        else:
+            from pytorchcv.model_provider import get_model
+
+            net = get_model(name, pretrained=False)
+    try:
+        return len(find_se_modules(net))
+    except NoSEModuleError:
+        raise MemberError(f"{key} = {spec.source} has no SE module the probe knows: give an SE model (e.g. "
+                          "timm:seresnet50) as se, or register its SE class with "
+                          "serobust.register_se_adapter(<class>, gate=<name>)") from None
 
 
 class ExternalModel(nn.Module):

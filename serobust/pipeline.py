@@ -137,8 +137,10 @@ def run_study(
 
 def _check_weights(cfg: StudyConfig) -> None:
     """Given pairs whose weights are not on disk fail here, each file named, unless a library may download them."""
-    from .hub import WeightsNotFoundError, missing_weights
+    from .hub import WeightsNotFoundError, check_se_member, missing_weights
 
+    for i, pair in enumerate(cfg.model.pair_specs()):  # a baseline given as se: refused before any task runs
+        check_se_member(pair.se, f"model.pairs[{i}].se")
     specs = [m for pair in cfg.model.pair_specs() for m in (pair.baseline, pair.se)]
     local = [m for m in specs if m.weights or m.library == "torchscript"]  # nothing can download these
     missing = [line for m in (specs if not cfg.model.download else local)

@@ -259,6 +259,18 @@ def test_check_warns_about_missing_weights_and_run_refuses(files, tmp_path, caps
     assert "missing.pt" in err and len(err.strip().splitlines()) == 1
 
 
+def test_check_refuses_a_baseline_given_as_the_se_member(files, tmp_path, capsys):
+    from serobust.cli import main
+
+    raw = _pairs_study(files, files / "val")
+    raw["model"]["pairs"][0]["se"] = _member(files, "resnet18")
+    path = tmp_path / "study.toml"
+    path.write_text(_toml(raw))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and r"model.pairs[0].se = timm:resnet18 has no SE module" in err
+
+
 def _toml(raw: dict) -> str:
     """A minimal TOML writer for the test's config (tables of scalars, lists and inline tables)."""
     def value(v):
