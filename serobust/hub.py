@@ -296,7 +296,7 @@ def preprocess(spec: MemberSpec) -> Preprocess:
         base = Preprocess(None, None, "bilinear", "pil", (0.0,) * 3, (1.0,) * 3)
     size = spec.input_size or base.size
     if spec.input_size is not None or spec.crop_pct is not None:
-        pct = spec.crop_pct or crop_pct or (size / base.resize if base.resize and base.size else 1.0)
+        pct = spec.crop_pct or crop_pct or (base.size / base.resize if base.resize and base.size else 1.0)
         resize = math.floor(size / pct) if size else None
     else:
         resize = base.resize
@@ -371,6 +371,9 @@ def weights_file(spec: MemberSpec, weights_dir: str = "") -> tuple[Path | None, 
                     return folder / f"{name}{ext}", ""
             return None, (f"{folder / (name + '.safetensors')} (model.safetensors of https://huggingface.co/"
                           f"{cfg.hf_hub_id})")
+        if not cfg.hf_hub_id:  # weights published by URL only: torch hub's cache
+            p = Path(torch.hub.get_dir()) / "checkpoints" / cfg.url.rsplit("/", 1)[-1]
+            return (p if p.is_file() else None), f"{p} (from {cfg.url})"
         from huggingface_hub import try_to_load_from_cache
 
         for filename in ("model.safetensors", "pytorch_model.bin"):

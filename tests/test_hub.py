@@ -172,6 +172,27 @@ def test_python_api_loads_a_pair_and_its_preprocessing(files):
     assert bundle.image_size == (16, 16) and len(bundle.test) == 8 and bundle.num_classes == 4
 
 
+def test_pretrained_weights_offline_from_weights_dir_through_timms_loader(tmp_path):
+    """<weights_dir>/timm/<name>.safetensors is read by timm's own pretrained loader (no network)."""
+    from safetensors.torch import save_file
+
+    from serobust.hub import missing_weights
+
+    spec = parse_member("timm:resnet18.a1_in1k", "m")
+    assert str(tmp_path / "timm" / "resnet18.a1_in1k.safetensors") in missing_weights(spec, str(tmp_path))
+    torch.manual_seed(3)
+    source = timm.create_model("resnet18").eval()
+    (tmp_path / "timm").mkdir()
+    save_file(source.state_dict(), tmp_path / "timm" / "resnet18.a1_in1k.safetensors")
+    assert missing_weights(spec, str(tmp_path)) is None
+    model = load_member(spec, num_classes=1000, weights_dir=str(tmp_path), download=False)
+    x = torch.rand(2, 3, 64, 64)
+    prep = preprocess(spec)
+    mean, std = torch.tensor(prep.mean).view(1, 3, 1, 1), torch.tensor(prep.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(model(x), source((x - mean) / std), atol=1e-5)
+
+
 def test_pytorchcv_cifar_members_from_weights_files(tmp_path):
     """pytorchcv's CIFAR-10 ResNet-20 and SE-ResNet-20: its SEBlock is found, its CIFAR statistics go inside."""
     pytest.importorskip("pytorchcv")
