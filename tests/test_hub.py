@@ -193,6 +193,22 @@ def test_pretrained_weights_offline_from_weights_dir_through_timms_loader(tmp_pa
         assert torch.allclose(model(x), source((x - mean) / std), atol=1e-5)
 
 
+def test_a_torchscript_baseline_with_its_preprocessing_from_the_member_table(files, tmp_path):
+    net = timm.create_model("resnet18", num_classes=4).eval()
+    net.load_state_dict(torch.load(files / "resnet18.pt", weights_only=True))
+    torch.jit.save(torch.jit.trace(net, torch.rand(1, 3, 16, 16)), tmp_path / "base.pt")
+    table = {"source": f"torchscript:{tmp_path / 'base.pt'}", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+             "input_size": 16}
+    model = load_member(parse_member(table, "m"), num_classes=4)
+    assert preprocess(parse_member(table, "m")).geometry()["size"] == 16
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(model(x), net((x - 0.5) / 0.25), atol=1e-5)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(MemberError, match="torch.jit.save"):
+        load_member(parse_member({**table, "source": f"torchscript:{tmp_path / 'junk.pt'}"}, "m"), num_classes=4)
+
+
 def test_pytorchcv_cifar_members_from_weights_files(tmp_path):
     """pytorchcv's CIFAR-10 ResNet-20 and SE-ResNet-20: its SEBlock is found, its CIFAR statistics go inside."""
     pytest.importorskip("pytorchcv")
