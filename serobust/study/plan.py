@@ -49,13 +49,16 @@ def _data(cfg: StudyConfig, seed: int, *, eval_subset: bool = True) -> dict[str,
 
 
 def load_task(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> Task:
-    """A given member (``seed`` indexes the pair): loaded, never trained; its weights file's digest is a param,
-    so replacing the file recomputes everything downstream."""
+    """A given member (``seed`` indexes the pair): loaded, never trained. A user's file (``weights``, TorchScript)
+    enters the key by its digest, so replacing it recomputes everything downstream; a library's pretrained
+    weights are pinned by their name (timm's tag, torchvision's enum, pytorchcv's hash in the file name), so
+    downloading them does not change the key."""
     from ..hub import weights_file
 
     pair = cfg.model.pair_specs()[seed]
     spec = pair.baseline if member == BASELINE else pair.se
-    found, _ = weights_file(spec, cfg.model.weights_dir)
+    user_file = bool(spec.weights) or spec.library == "torchscript"
+    found = weights_file(spec, cfg.model.weights_dir)[0] if user_file else None
     params = {"member": member, "seed": seed, "pair": pair.name, "source": spec.to_dict(),
               "weights_dir": cfg.model.weights_dir, "download": cfg.model.download,
               "weights_sha256": _sha256(found) if found is not None else None,
