@@ -26,6 +26,13 @@ _EXPORTS: dict[str, str] = {
     "build_pair": "models",
     "register_model": "models",
     "SqueezeExcite": "models",
+    # given pairs (published or saved members)
+    "load_pair": "hub",
+    "load_member": "hub",
+    "parse_member": "hub",
+    "member_preprocess": "hub",
+    "MemberError": "hub",
+    "WeightsNotFoundError": "hub",
     # data
     "DATASETS": "data",
     "DatasetBundle": "data",
@@ -135,6 +142,14 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .diagnostics import masking_diagnostics  # noqa: F401
     from .eps import parse_eps  # noqa: F401
     from .gate_interventions import gate_override, interventions  # noqa: F401
+    from .hub import (  # noqa: F401
+        MemberError,
+        WeightsNotFoundError,
+        load_member,
+        load_pair,
+        member_preprocess,
+        parse_member,
+    )
     from .io import CheckpointError  # noqa: F401
     from .metrics import excitation_shift, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401

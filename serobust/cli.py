@@ -73,11 +73,16 @@ def _check(paths: list[Path]) -> int:
         import json
 
         cfg = load_study_config(paths[0])
+        lines = _check_pairs(paths[0], cfg)
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         print(f"{paths[0]}: ok, {_size(estimate(cfg))}", file=sys.stderr)
+        _warn(lines)
         return 0
     for path in paths:
-        print(f"{path}: ok, {_size(estimate(load_study_config(path)))}")
+        cfg = load_study_config(path)
+        lines = _check_pairs(path, cfg)
+        print(f"{path}: ok, {_size(estimate(cfg))}")
+        _warn(lines)
     return 0
 
 
@@ -87,6 +92,29 @@ def _size(cost) -> str:
     more = (f"; above the limit ({MAX_TASKS} tasks, {MAX_PASSES:.0e} image passes): serobust run asks for --yes"
             if cost.too_big else "")
     return cost.describe() + more
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"serobust: warning: {line}", file=sys.stderr)
+
+
+def _check_pairs(path: Path, cfg) -> list[str]:
+    """Given pairs: an SE member without SE modules is an error (its architecture is built on the meta device);
+    weights not on disk are one warning line per file, saying where to put it (``run`` fetches or refuses)."""
+    from .config import ConfigError
+    from .hub import MemberError, check_se_member, missing_weights
+
+    if not cfg.model.pairs:
+        return []
+    for i, pair in enumerate(cfg.model.pair_specs()):  # a baseline given as se fails here, not after loading
+        try:
+            check_se_member(pair.se, f"model.pairs[{i}].se")
+        except MemberError as e:
+            raise ConfigError(str(e), where=str(path)) from None
+    lines = [line for pair in cfg.model.pair_specs() for m in (pair.baseline, pair.se)
+             if (line := missing_weights(m, cfg.model.weights_dir))]
+    return [f"{path}: {line}" for line in dict.fromkeys(lines)]
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"report: {results['report']}")
     for twin, v in results["verdict"].items():
         print(f"verdict ({twin}): {v['outcome']}: {v.get('headline') or v['summary']}")
+        if v.get("design"):
+            print(f"design: {v['design']}")
     print(f"time: {results['meta']['time_s']} s")
     return 0
 

@@ -151,8 +151,15 @@ class DataSection:
             raise ConfigError("data.train_size and data.eval_size must be >= 0 (0 = whole split)")
         if self.name == "imagefolder" and not self.path:
             raise ConfigError("data.path is required when data.name = 'imagefolder' (a split/class/image tree)")
-        if self.path and self.name != "imagefolder":
-            raise ConfigError(f"data.path is only read for data.name = 'imagefolder', not {self.name!r}: remove it")
+        if self.name == "imagenet" and not self.path:
+            raise ConfigError("data.path is required when data.name = 'imagenet' (the validation folder: class "
+                              "folders, or the flat images with the devkit labels)")
+        if self.path and self.name not in ("imagefolder", "imagenet"):
+            raise ConfigError(f"data.path is only read for data.name = 'imagefolder' or 'imagenet', not {self.name!r}: "
+                              "remove it")
+
+
+_PAIR_SPECS: dict[str, tuple] = {}  # model.pairs (as JSON) -> its validated PairSpecs
 
 
 @dataclass(frozen=True)
@@ -160,9 +167,40 @@ class ModelSection:
     arch: str = "cnn"  # a name in serobust.ARCHITECTURES
     reductions: tuple[float, ...] = (16.0,)  # one SE twin per reduction ratio r, all against the same baseline
     min_hidden: int = 8  # floor of the SE bottleneck width
+    # published or user-trained pairs instead of training (serobust.hub): [[model.pairs]] name, baseline, se;
+    # each member "timm:<name>", "torchvision:<name>", "pytorchcv:<name>", "robustbench:<ds>/<threat>/<name>",
+    # "torchscript:<file>", or a table { source, weights = "<state dict file>", mean, std, input_size, crop_pct,
+    # interpolation }. The pairs are the replicates (study.seeds is then the pair index); nothing is trained.
+    pairs: tuple[dict, ...] = ()
+    weights_dir: str = ""  # offline pretrained weights: <weights_dir>/<library>/...; "" = each library's cache
+    download: bool = True  # let a library download pretrained weights that are not on disk
+
+    def pair_specs(self) -> tuple:
+        """The pairs as :class:`serobust.hub.PairSpec` (validated; names default to ``pair0``, ``pair1``...)."""
+        from .hub import MemberError, parse_pair
+
+        memo = json.dumps(self.pairs, sort_keys=True, default=str)
+        if memo in _PAIR_SPECS:
+            return _PAIR_SPECS[memo]
+        out = []
+        for i, table in enumerate(self.pairs):
+            try:
+                pair = parse_pair(table, f"model.pairs[{i}]")
+            except MemberError as e:
+                raise ConfigError(str(e)) from None
+            out.append(dataclasses.replace(pair, name=pair.name or f"pair{i}"))
+        names = [p.name for p in out]
+        for i, n in enumerate(names):
+            if names.index(n) != i:
+                raise ConfigError(f"model.pairs[{i}].name = {n!r} repeats model.pairs[{names.index(n)}]: name each pair once")
+        _PAIR_SPECS[memo] = tuple(out)
+        return _PAIR_SPECS[memo]
 
     def __post_init__(self) -> None:
         from .models import ARCHITECTURES, se_hidden_width
+
+        if self.pairs:
+            self.pair_specs()
 
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"model.arch = {self.arch!r}: allowed {', '.join(ARCHITECTURES)}")
@@ -314,7 +352,7 @@ class StatsSection:
 
 
 _REFERENCE_KEYS = {"member": str, "attack": str, "eps": (int, float, str), "robust_acc": (int, float),
-                   "clean_acc": (int, float), "source": str}
+                   "clean_acc": (int, float), "source": str, "pair": str}  # pair: a model.pairs name
 
 
 @dataclass(frozen=True)
@@ -581,6 +619,11 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
         if not p.is_absolute():
             p = (base_dir / p).resolve()
         sections["data"] = dataclasses.replace(sections["data"], path=str(p))
+    if "model" in sections and sections["model"].pairs:
+        sections = _pairs_study(raw, sections, base_dir)
+    elif "data" in sections and sections["data"].name == "imagenet":
+        raise ConfigError("data.name = 'imagenet' evaluates published or saved models: give them as [[model.pairs]] "
+                          "(see serobust.hub); trained twins need a training split (data.name = 'imagefolder')")
     cfg = StudyConfig(**sections, source=source, eps_labels=_eps_labels(raw))
     if cfg.attacks.main == "autoattack" and not cfg.autoattack.enabled:
         raise ConfigError("attacks.main = 'autoattack' needs [autoattack] enabled = true (its budgets and subset)")
@@ -589,6 +632,47 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
     except SerobustError as e:
         raise ConfigError(f"study.device = {cfg.study.device!r}: {e}") from None
     return cfg
+
+
+def _pairs_study(raw: dict[str, Any], sections: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
+    """A study of given pairs: no training, the pair index is the replicate; member files read relative to
+    the config file."""
+    model = raw["model"]
+    for key in ("arch", "reductions", "min_hidden"):
+        if key in model:
+            raise ConfigError(f"model.{key} describes twins trained here; with model.pairs the members are given: "
+                              f"remove model.{key}")
+    if "train" in raw:
+        raise ConfigError("[train]: the members of model.pairs are loaded, not trained; remove the [train] section")
+    if "seeds" in raw["study"]:
+        raise ConfigError("study.seeds: with model.pairs the pairs are the replicates (seed i = pair i); remove "
+                          "study.seeds and list one pair per replicate")
+    def resolve(path: str) -> str:
+        p = Path(path).expanduser()
+        return str(p if p.is_absolute() or base_dir is None else (base_dir / p).resolve())
+
+    def member(value: Any) -> Any:
+        table = {"source": value} if isinstance(value, str) else dict(value) if isinstance(value, dict) else value
+        if not isinstance(table, dict):
+            return value
+        src = table.get("source")
+        if isinstance(src, str) and src.startswith("torchscript:"):
+            table["source"] = "torchscript:" + resolve(src.split(":", 1)[1])
+        if isinstance(table.get("weights"), str) and table["weights"]:
+            table["weights"] = resolve(table["weights"])
+        return table
+
+    pairs = tuple({**t, **{k: member(t[k]) for k in ("baseline", "se") if k in t}} if isinstance(t, dict) else t
+                  for t in sections["model"].pairs)
+    weights_dir = resolve(sections["model"].weights_dir) if sections["model"].weights_dir else ""
+    sections["model"] = dataclasses.replace(sections["model"], pairs=pairs, weights_dir=weights_dir)
+    study = sections["study"]
+    sections["study"] = dataclasses.replace(study, seeds=tuple(range(len(pairs))))
+    names = [pair.name for pair in sections["model"].pair_specs()]
+    for i, ref in enumerate(sections["report"].references if "report" in sections else ()):
+        if "pair" in ref and ref["pair"] not in names:
+            raise ConfigError(f"report.references[{i}].pair = {ref['pair']!r}: allowed the model.pairs names {names}")
+    return sections
 
 
 def load_study_config(path: str | Path) -> StudyConfig:

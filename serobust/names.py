@@ -10,6 +10,7 @@ import re
 
 __all__ = [
     "BASELINE",
+    "SE_MEMBER",
     "twin_name",
     "is_twin",
     "twin_reduction",
@@ -23,6 +24,9 @@ __all__ = [
 
 #: The pair member without SE modules.
 BASELINE = "baseline"
+
+#: The SE member of a given (published or user-trained) pair: it shares a recipe with the baseline, not weights.
+SE_MEMBER = "se"
 
 _TWIN = re.compile(r"se_r(?P<r>[0-9.e+-]+)")
 

@@ -111,6 +111,8 @@ def run_study(
     run_id, started, t0 = new_run_id(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     ctx = context_for(worker)  # the context in-process tasks use too
     ctx.dataset(tasks[0].params["data"])  # missing or malformed data fails here, before anything is written
+    if cfg.model.pairs:
+        _check_weights(cfg)
     claim_study_folder(out)
     with study_lock(out), terminate_on_sigterm():
         executor = make_executor(cfg.execution, worker, jobs=jobs)
@@ -120,6 +122,8 @@ def run_study(
         tables, examples = collect(tasks, StudyStore(out))
         main_label = p.attack_spec(p.attack_table(cfg, cfg.attacks.main)).label
         tables, verdicts = statistics(tables, cfg, main_attack=main_label, twins=p.members(cfg)[1:])
+        if cfg.model.pairs:  # the verdict carries what its replicates are: pairs sharing a recipe, not twins
+            verdicts = {twin: {**v, "design": PAIRS_DESIGN} for twin, v in verdicts.items()}
         meta = _meta(cfg, dev, executor, run_id=run_id, started=started, main_label=main_label,
                      ctx=ctx, tasks=tasks)
         if examples is not None:
@@ -131,6 +135,30 @@ def run_study(
         publish(out, lambda folder: _write(folder, results, tables, examples), run_id=run_id)
     log.info("report written to %s (%.1f s)", out / "index.html", meta["time_s"])
     return {**results, "out_dir": str(out), "report": str(out / "index.html")}
+
+
+def _check_weights(cfg: StudyConfig) -> None:
+    """Given pairs whose weights are not on disk fail here, each file named, unless a library may download them."""
+    from .hub import WeightsNotFoundError, check_se_member, missing_weights
+
+    for i, pair in enumerate(cfg.model.pair_specs()):  # a baseline given as se: refused before any task runs
+        check_se_member(pair.se, f"model.pairs[{i}].se")
+    specs = [m for pair in cfg.model.pair_specs() for m in (pair.baseline, pair.se)]
+    local = [m for m in specs if m.weights or m.library == "torchscript"]  # nothing can download these
+    missing = [line for m in (specs if not cfg.model.download else local)
+               if (line := missing_weights(m, cfg.model.weights_dir))]
+    if missing:
+        raise WeightsNotFoundError("; ".join(dict.fromkeys(missing)))
+
+
+#: how the report states the design of a study of given pairs (beside the verdict, in the run's metadata)
+PAIRS_DESIGN = ("Given pairs, not twins: each pair's baseline and SE model share a published training recipe "
+                "(architecture family, data, schedule, augmentation), not initial weights or data order, so a "
+                "difference within a pair is the SE blocks plus everything two independent trainings differ by. "
+                "Within a pair the models are compared per image (McNemar, paired bootstrap over images); across "
+                "pairs by the rule used across seeds, so the pairs are the replicates and an interval across few "
+                "pairs is wide. A supported difference says SE-ResNets trained this way are more robust, not that "
+                "the SE blocks alone made one network so.")
 
 
 def _write(folder: Path, results: dict[str, Any], tables: dict[str, Any], examples: dict[str, Any] | None) -> Path:
@@ -185,14 +213,26 @@ def _versions() -> dict[str, str]:
 
 def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, started: str, main_label: str,
           ctx: TaskContext, tasks: list[Task]) -> dict[str, Any]:
-    train = next(t for t in tasks if t.stage == "train")
+    train = next(t for t in tasks if t.stage in ("train", "load"))
     data = ctx.dataset(train.params["data"])
     x_eval, _ = ctx.eval_set({**train.params["data"], "eval_size": cfg.data.eval_size})
-    params = {}
+    params: dict[str, Any] = {}
+    pairs: list[dict[str, Any]] = []
     for t in tasks:
         if t.stage == "train" and t.params["member"] not in params:
             model = ctx.build_model(t.params["model"], t.params["data"], seed=0)
             params[t.params["member"]] = sum(q.numel() for q in model.parameters())
+        if t.stage == "load":
+            info = ctx.store.load(t)["info"].iloc[0].to_dict()
+            if t.params["member"] == BASELINE:
+                pairs.append({"seed": t.params["seed"], "name": t.params["pair"]})
+            pairs[-1][t.params["member"]] = {"source": info["source"], "weights": info["weights"],
+                                            "params": int(info["params"]), "se_blocks": int(info["se_blocks"]),
+                                            "input_size": int(info["input_size"])}
+    for member in (p.members(cfg) if pairs else ()):  # one count per member when every pair agrees
+        counts = {pair[member]["params"] for pair in pairs}
+        if len(counts) == 1:
+            params[member] = counts.pop()
     specs = [p.attack_spec(a) for a in (*cfg.attacks.white_box, *cfg.attacks.black_box)]
     diag_seeds = sorted({t.params["seed"] for t in tasks if t.stage == "diagnostics"})
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
@@ -212,4 +252,5 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
                 "does not beat the white-box attacks")}]),
         "diagnostics": {"seeds": diag_seeds, "n_images": min(cfg.diagnostics.size, len(x_eval))},
         "eps_labels": dict(getattr(cfg, "eps_labels", {}) or {}),
+        **({"pairs": pairs, "design": PAIRS_DESIGN} if pairs else {}),
     }

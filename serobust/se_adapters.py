@@ -8,7 +8,7 @@ tensor replaces ``s`` (used by the interventions).
 
 Built in: serobust's :class:`~serobust.models.se.SqueezeExcite`, torchvision's
 :class:`torchvision.ops.SqueezeExcitation` (MobileNetV3, EfficientNet, RegNetY) and, when timm is
-installed, timm's ``SEModule``. Add others with :func:`register_se_adapter`, for example the ``SELayer``
+installed, timm's ``SEModule`` and pytorchcv's ``SEBlock``. Add others with :func:`register_se_adapter`, for example the ``SELayer``
 of senet.pytorch, whose gate is the last element of its ``fc`` Sequential::
 
     serobust.register_se_adapter(SELayer, gate="fc.3")
@@ -71,11 +71,13 @@ def _register_builtins() -> None:
     from torchvision.ops import SqueezeExcitation
 
     register_se_adapter(SqueezeExcitation, gate="scale_activation")
-    try:  # optional dependency
-        timm_se = importlib.import_module("timm.layers.squeeze_excite")
-    except ImportError:
-        return
-    register_se_adapter(timm_se.SEModule, gate="gate")
+    for module, cls, gate in (("timm.layers.squeeze_excite", "SEModule", "gate"),  # optional dependencies
+                              ("timm.models._efficientnet_blocks", "SqueezeExcite", "gate"),
+                              ("pytorchcv.models.common.att", "SEBlock", "sigmoid")):
+        try:
+            register_se_adapter(getattr(importlib.import_module(module), cls), gate=gate)
+        except (ImportError, AttributeError):
+            continue
 
 
 _register_builtins()

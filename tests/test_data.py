@@ -374,7 +374,7 @@ def test_corrupt_svhn_file(tmp_path, offline):
 
 def test_unknown_name_and_imagefolder_without_path():
     with pytest.raises(ValueError, match="cifar10") as exc:
-        load_dataset("imagenet")
+        load_dataset("imagenet21k")  # "imagenet" is a data set now (given pairs)
     assert all(n in str(exc.value) for n in DATASETS)
     with pytest.raises(ValueError, match="path="):
         load_dataset("imagefolder")

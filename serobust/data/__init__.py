@@ -7,6 +7,9 @@ Sources (:data:`DATASETS`):
 - ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``fashion_mnist``: torchvision's on-disk layout under
   ``root`` (:mod:`.torchvision_files`), downloaded through torchvision when missing and online.
 - ``imagefolder``: ``path/<train|test|val>/<class>/<image>``, decoded once and cached (:mod:`.imagefolder`).
+- ``imagenet``: an ImageNet-style validation folder for published models (:mod:`.imagenet`): ``test`` is a
+  stratified subset of ``eval_size`` images, ``train`` a disjoint one for the detector's statistics, both
+  resized and cropped to the members' input (``preprocess``, from :func:`serobust.hub.preprocess`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from ..errors import DatasetFormatError, DatasetNotFoundError
 from .embedded import load_digits, load_mnist5k
 from .imagefolder import load_imagefolder
+from .imagenet import load_imagenet
 from .tensors import BatchAugment, DatasetBundle, ImageTensorDataset
 from .torchvision_files import load_cifar, load_mnist_like, load_svhn
 
@@ -47,7 +51,7 @@ _LOADERS = {
     "fashion_mnist": lambda root, download, path: load_mnist_like("fashion_mnist", root, download=download),
     "imagefolder": lambda root, download, path: load_imagefolder(path, root),
 }
-DATASETS: tuple[str, ...] = tuple(_LOADERS)
+DATASETS: tuple[str, ...] = (*_LOADERS, "imagenet")
 
 def default_root() -> Path:
     """Where on-disk datasets live by default: ``$SEROBUST_DATA``, else ``~/.cache/serobust/data``."""
@@ -64,6 +68,9 @@ def load_dataset(
     download: bool = True,
     augment: bool | BatchAugment = True,
     path: str | os.PathLike | None = None,
+    preprocess: dict | None = None,
+    eval_size: int = 1000,
+    train_size: int = 0,
 ) -> DatasetBundle:
     """Load a dataset as a :class:`DatasetBundle` of [0, 1] image tensors.
 
@@ -75,7 +82,10 @@ def load_dataset(
         augment: ``True`` gives the dataset's standard training augmentation (crop pad 4 + flip for
             CIFAR, crop pad 4 for SVHN, crop pad size//8 + flip for an image folder, none for digits and
             MNIST-like sets); ``False`` gives none; a :class:`BatchAugment` is used as given.
-        path: the image-folder tree, for ``name="imagefolder"`` only.
+        path: the image-folder tree, for ``name="imagefolder"``, or the validation folder for ``"imagenet"``.
+        preprocess, eval_size, train_size: ``imagenet`` only: the geometry the images are decoded at
+            (``serobust.hub.preprocess(spec).geometry()``), the stratified eval subset (0 = every image)
+            and the disjoint subset that stands in for the training split (0 = as many as eval).
 
     Returns:
         The bundle; mean/std are always computed from its train images.
@@ -90,7 +100,7 @@ def load_dataset(
     key = name.strip().lower().replace("-", "_")
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
-    if path is not None and key != "imagefolder":
+    if path is not None and key not in ("imagefolder", "imagenet"):
         warnings.warn(f"path= is only used by the 'imagefolder' dataset; ignored for {key!r}", stacklevel=2)
     root_path = Path(root).expanduser() if root is not None else default_root()
     t0 = time.perf_counter()
@@ -100,7 +110,15 @@ def load_dataset(
             "test/<class>/<image> (or val/)"
         )
     folder = Path(path).expanduser() if path is not None else None
-    train, test, classes, standard = _LOADERS[key](root_path, download, folder)
+    if key == "imagenet":
+        if folder is None or preprocess is None:
+            raise ValueError("dataset 'imagenet' needs path= (the validation folder) and preprocess= (the members' "
+                             "geometry: serobust.hub.preprocess(spec).geometry())")
+        train, test, classes, _layout = load_imagenet(folder, root_path, geometry=preprocess, eval_size=eval_size,
+                                                      fit_size=train_size)
+        standard = None
+    else:
+        train, test, classes, standard = _LOADERS[key](root_path, download, folder)
     if isinstance(augment, BatchAugment):
         aug: BatchAugment | None = augment
     elif augment is True:

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..runtime import check_int
 
-__all__ = ["ImageTensorDataset", "BatchAugment", "DatasetBundle", "stratified_split"]
+__all__ = ["ImageTensorDataset", "BatchAugment", "DatasetBundle", "stratified_split", "stratified_indices"]
 
 # ----------------------------------------------------------------------------------------------------------
 # In-memory dataset
@@ -112,27 +112,35 @@ class ImageTensorDataset(Dataset):
         if n >= len(self):
             return self
         if stratified:
-            counts = torch.bincount(self.labels)  # (K,)
-            total = len(self)
-            quota = counts * n  # exact integer largest-remainder allocation of n over classes
-            take = quota // total
-            remainder = quota % total
-            extra = n - int(take.sum())
-            if extra:
-                # stable sort: ties go to the lower class index, so the result is deterministic
-                order = torch.sort(-remainder, stable=True).indices
-                take[order[:extra]] += 1
-            chosen, _ = _stratified_pick(self.labels, take, seed=seed)
+            chosen = stratified_indices(self.labels, n, seed=seed)
         else:
             g = torch.Generator().manual_seed(seed)
-            chosen = torch.randperm(len(self), generator=g)[:n]
-        chosen = torch.sort(chosen).values
+            chosen = torch.sort(torch.randperm(len(self), generator=g)[:n]).values
         return ImageTensorDataset(self.images[chosen], self.labels[chosen])
 
     def __repr__(self) -> str:
         return (
             f"ImageTensorDataset(n={len(self)}, shape={self.shape}, storage={str(self.images.dtype)[6:]})"
         )
+
+
+def stratified_indices(labels: torch.Tensor, n: int, *, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of a seeded subset of ``n`` of ``labels`` keeping each class's share (largest-remainder
+    rounding); what :meth:`ImageTensorDataset.subset` draws, usable on labels alone (before decoding files)."""
+    if n >= labels.shape[0]:
+        return torch.arange(labels.shape[0])
+    counts = torch.bincount(labels)  # (K,)
+    total = labels.shape[0]
+    quota = counts * n  # exact integer largest-remainder allocation of n over classes
+    take = quota // total
+    remainder = quota % total
+    extra = n - int(take.sum())
+    if extra:
+        # stable sort: ties go to the lower class index, so the result is deterministic
+        order = torch.sort(-remainder, stable=True).indices
+        take[order[:extra]] += 1
+    chosen, _ = _stratified_pick(labels, take, seed=seed)
+    return torch.sort(chosen).values
 
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,20 @@ def _dataset(meta: Mapping[str, Any]) -> str:
             f"{d.get('eval', '?')} attacked, {d.get('num_classes', '?')} classes" + (f", {size} px" if size else ""))
 
 
+def _pairs(pairs: Any) -> str:
+    """Given pairs (published or user-trained): seed = pair index, each member's source and size."""
+    if not pairs:
+        return ""
+
+    def member(m: Mapping[str, Any]) -> str:
+        weights = "" if m.get("weights") in ("pretrained", None) else f" ({m['weights']})"
+        return f"{m.get('source', '?')}{weights}, {int(m.get('params', 0)):,} parameters, {m.get('input_size', '?')} px"
+
+    return "; ".join(f"seed {p.get('seed')} = {p.get('name')}: baseline {member(p.get('baseline', {}))}, "
+                     f"SE {member(p.get('se', {}))} with {p.get('se', {}).get('se_blocks', '?')} SE blocks"
+                     for p in pairs)
+
+
 def meta_rows(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows for the metadata table; rows whose value is unknown are left out."""
     params = meta.get("params") or {}
@@ -71,6 +85,8 @@ def meta_rows(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("members", _join(meta.get("members", []))),
         ("parameters", ", ".join(f"{m}: {int(n):,}" for m, n in params.items())),
         ("seeds", _join(meta.get("seeds", []))),
+        ("pairs", _pairs(meta.get("pairs"))),
+        ("design", str(meta.get("design", ""))),
         ("main attack", str(meta.get("main_attack", ""))),
         ("probe attack", str(meta.get("probe_attack", ""))),
         ("masking checks", f"seeds {_join(diag.get('seeds', []))} on {diag.get('n_images', '?')} images"

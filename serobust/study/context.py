@@ -66,10 +66,15 @@ class TaskContext:
         from ..data import load_dataset
 
         source = {k: data[k] for k in ("name", "root", "path", "download", "train_size")}
+        extra = {}
+        if data["name"] == "imagenet":  # decoded at the pair's geometry: the subsets are drawn before decoding
+            extra = {"preprocess": data["preprocess"], "eval_size": data["eval_size"]}
+            source.update(extra)
         key = json.dumps(source, sort_keys=True)
         if key not in self._data:
             bundle = load_dataset(data["name"], root=data["root"] or None, download=data["download"],
-                                  path=data["path"] or None)
+                                  path=data["path"] or None, **extra,
+                                  **({"train_size": data["train_size"]} if extra else {}))
             if data["train_size"]:
                 import dataclasses
 
@@ -97,6 +102,15 @@ class TaskContext:
             return build_pair(model["arch"], reduction=model["reduction"], **kw)[1]
         return build_model(model["arch"], se=False, **kw)
 
+    def load_member(self, p: Mapping[str, Any]) -> nn.Module:
+        """A given member (a load task's params) on the CPU in eval mode, checked against the data set."""
+        from ..hub import load_member, parse_member
+        from ..names import BASELINE
+
+        spec = parse_member(p["source"], f"pair {p['pair']} {p['member']}")
+        return load_member(spec, num_classes=self.dataset(p["data"]).num_classes, se=p["member"] != BASELINE,
+                           weights_dir=p["weights_dir"], download=p["download"])
+
     def model(self, task: Task) -> nn.Module:
         """The trained model of a finished train task, in eval mode on this process's device.
 
@@ -107,6 +121,12 @@ class TaskContext:
             self._models.move_to_end(task.key)
             return self._models[task.key]
         p = task.params
+        if task.stage == "load":
+            model = self.load_member(p).to(self.device).eval()
+            self._models[task.key] = model
+            if len(self._models) > self._MAX_MODELS:
+                self._models.popitem(last=False)
+            return model
         model = self.build_model(p["model"], p["data"], seed=p["train"]["seed"]).to(self.device)
         if p["train"]["channels_last"]:
             model = model.to(memory_format=torch.channels_last)

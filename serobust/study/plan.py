@@ -11,10 +11,10 @@ import dataclasses
 from typing import Any
 
 from ..config import StudyConfig
-from ..names import BASELINE, twin_name
+from ..names import BASELINE, SE_MEMBER, twin_name
 from .tasks import Task
 
-__all__ = ["numerics", "members", "train_task", "evaluate_task", "diagnostics_task", "transfer_task",
+__all__ = ["numerics", "members", "train_task", "load_task", "evaluate_task", "diagnostics_task", "transfer_task",
            "probe_task", "mechanism_task", "examples_task", "attack_table", "attack_spec", "autoattack_task",
            "detect_task", "curve_attack", "implementations", "INTERNAL_ATTACKS"]
 
@@ -30,16 +30,50 @@ def numerics(cfg: StudyConfig, device_type: str) -> dict[str, Any]:
 
 
 def members(cfg: StudyConfig) -> list[str]:
-    """``baseline`` then one SE twin per reduction ratio."""
+    """``baseline`` then one SE twin per reduction ratio (``baseline``, ``se`` for given pairs)."""
+    if cfg.model.pairs:
+        return [BASELINE, SE_MEMBER]
     return [BASELINE] + [twin_name(r) for r in cfg.model.reductions]
 
 
-def _data(cfg: StudyConfig, *, eval_subset: bool = True) -> dict[str, Any]:
+def _data(cfg: StudyConfig, seed: int, *, eval_subset: bool = True) -> dict[str, Any]:
     d = cfg.data
     out = {"name": d.name, "root": d.root, "path": d.path, "download": d.download, "train_size": d.train_size}
-    if eval_subset:
+    if eval_subset or cfg.model.pairs:
         out["eval_size"] = d.eval_size
+    if cfg.model.pairs:  # the pair's images, resized and cropped as its members' pretrained configs say
+        from ..hub import pair_geometry
+
+        out["preprocess"] = pair_geometry(cfg.model.pair_specs()[seed], f"model.pairs[{seed}]")
     return out
+
+
+def load_task(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> Task:
+    """A given member (``seed`` indexes the pair): loaded, never trained. A user's file (``weights``, TorchScript)
+    enters the key by its digest, so replacing it recomputes everything downstream; a library's pretrained
+    weights are pinned by their name (timm's tag, torchvision's enum, pytorchcv's hash in the file name), so
+    downloading them does not change the key."""
+    from ..hub import weights_file
+
+    pair = cfg.model.pair_specs()[seed]
+    spec = pair.baseline if member == BASELINE else pair.se
+    user_file = bool(spec.weights) or spec.library == "torchscript"
+    found = weights_file(spec, cfg.model.weights_dir)[0] if user_file else None
+    params = {"member": member, "seed": seed, "pair": pair.name, "source": spec.to_dict(),
+              "weights_dir": cfg.model.weights_dir, "download": cfg.model.download,
+              "weights_sha256": _sha256(found) if found is not None else None,
+              "data": _data(cfg, seed), "numerics": env}
+    return Task("load", params, label=f"{member} {pair.name}")
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def attack_spec(table: dict[str, Any]):
@@ -62,16 +96,18 @@ def attack_table(cfg: StudyConfig, name: str) -> dict[str, Any]:
 
 
 def train_task(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> Task:
+    if cfg.model.pairs:
+        return load_task(cfg, member, seed, env)
     reductions = dict(zip(members(cfg)[1:], cfg.model.reductions))
     model = {"arch": cfg.model.arch, "se": member != BASELINE, "reduction": reductions.get(member),
              "min_hidden": cfg.model.min_hidden}
     train = dataclasses.replace(cfg.train, seed=seed).to_dict()
-    return Task("train", {"member": member, "model": model, "train": train, "data": _data(cfg, eval_subset=False),
+    return Task("train", {"member": member, "model": model, "train": train, "data": _data(cfg, seed, eval_subset=False),
                           "numerics": env}, label=f"{member} s{seed}")
 
 
 def _common(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> dict[str, Any]:
-    return {"member": member, "seed": seed, "data": _data(cfg), "numerics": env,
+    return {"member": member, "seed": seed, "data": _data(cfg, seed), "numerics": env,
             "batch_size": cfg.attacks.batch_size}
 
 
@@ -165,7 +201,7 @@ def curve_attack(cfg: StudyConfig) -> dict[str, Any]:
 def examples_task(cfg: StudyConfig, seed: int, models: dict[str, Task], evals: dict[str, Task],
                   env: dict[str, Any]) -> Task:
     curve = curve_attack(cfg)
-    params = {"seed": seed, "data": _data(cfg), "numerics": env, "n": cfg.report.examples,
+    params = {"seed": seed, "data": _data(cfg, seed), "numerics": env, "n": cfg.report.examples,
               "eps": cfg.report.example_eps, "attack": curve, "curve": attack_spec(curve).label,
               "members": list(models), **implementations("examples", curve)}
     deps = {**models, **{f"eval:{m}": t for m, t in evals.items()}}

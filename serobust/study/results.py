@@ -37,6 +37,7 @@ def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:
 #: with its seed and member (``twin`` for sensitivity: the matched layers pair a twin with its baseline)
 STAGE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "train": (("history", "history"),),
+    "load": (("members", "info"),),
     "evaluate": (("robust", "summary"), ("per_example", "per_example"), ("blackbox", "blackbox")),
     "diagnostics": (("diagnostics", "checks"),),
     "transfer": (("transfer", "transfer"),),
@@ -141,12 +142,20 @@ def _references(cfg: StudyConfig, summary: pd.DataFrame, robust: pd.DataFrame) -
     from ..eps import parse_eps
 
     rows = []
+    pairs = [pair.name for pair in cfg.model.pair_specs()] if cfg.model.pairs else []
     for ref in cfg.report.references:
         eps = parse_eps(ref["eps"])
         name = summary["attack"].astype(str).str.split("(").str[0]
         hit = summary[(summary["model"] == ref["member"]) & (name == ref["attack"]) & ((summary["eps"] - eps).abs() < 1e-9)]
         clean = robust[(robust["model"] == ref["member"]) & (robust["eps"] == 0)]["clean_acc"]
-        rows.append({"member": ref["member"], "attack": hit["attack"].iloc[0] if len(hit) else ref["attack"],
+        if "pair" in ref:  # one given pair: its own measurement (seed = pair index), no interval
+            mine = robust[(robust["model"] == ref["member"]) & (robust["seed"] == pairs.index(ref["pair"]))]
+            at = mine[(mine["attack"].astype(str).str.split("(").str[0] == ref["attack"])
+                      & ((mine["eps"] - eps).abs() < 1e-9)]
+            hit = at.assign(mean=at["robust_acc"], ci_low=float("nan"), ci_high=float("nan"))
+            clean = mine[mine["eps"] == 0]["clean_acc"]
+        rows.append({"member": ref["member"], **({"pair": ref["pair"]} if "pair" in ref else {}),
+                     "attack": hit["attack"].iloc[0] if len(hit) else ref["attack"],
                      "eps": eps, "published_robust_acc": ref["robust_acc"],
                      "measured_robust_acc": hit["mean"].iloc[0] if len(hit) else float("nan"),
                      "ci_low": hit["ci_low"].iloc[0] if len(hit) else float("nan"),

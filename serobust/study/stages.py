@@ -73,6 +73,34 @@ def train_member(ctx, p, inputs, folder):
     return {"history": history}
 
 
+@stage("load", makes_model=True)
+def load_member(ctx, p, inputs, folder):
+    """A given member (published, or the user's checkpoint): loaded and checked, never trained.
+
+    Checks that it fits the data (class count, input size; an SE member must have SE modules) and records
+    what the report shows beside it: parameters, SE blocks, the preprocessing that came with the weights."""
+    from ..hub import MemberError, parse_member, preprocess
+    from ..se_adapters import NoSEModuleError, find_se_modules
+
+    spec = parse_member(p["source"], f"pair {p['pair']} {p['member']}")
+    bundle = ctx.dataset(p["data"])
+    prep = preprocess(spec)
+    if prep.size and tuple(bundle.image_size) != (prep.size, prep.size):
+        raise MemberError(f"{spec.source} expects {prep.size}x{prep.size} images but data.name = {bundle.name!r} has "
+                          f"{bundle.image_size[0]}x{bundle.image_size[1]}: use data.name = 'imagenet' (decoded at the "
+                          "model's size) or set input_size on the member")
+    model = ctx.load_member(p)
+    try:
+        se_blocks = len(find_se_modules(model))
+    except NoSEModuleError:
+        se_blocks = 0
+    info = {"pair": p["pair"], "member": p["member"], "source": spec.source, "weights": spec.weights or "pretrained",
+            "params": sum(q.numel() for q in model.parameters()), "se_blocks": se_blocks,
+            "input_size": prep.size or bundle.image_size[0], "resize": prep.resize, "interpolation": prep.interpolation,
+            "mean": list(prep.mean), "std": list(prep.std)}
+    return {"info": pd.DataFrame([info])}
+
+
 @stage("evaluate")
 def evaluate_member(ctx, p, inputs, folder):
     """White-box attacks at every eps (per example too), then the black-box checks on a subset."""
@@ -169,7 +197,9 @@ def mechanism(ctx, p, inputs, folder):
     m = p["mechanism"]
     model = inputs["model"]
     xs, ys = _head(ctx, p, m["size"])
-    x_adv = generate(model, xs, ys, _spec(p["attack"]), m["eps"], seed=p["seed"])
+    # batches of at most attacks.batch_size (memory at ImageNet resolution); min() keeps the 256-image batches,
+    # and so the results, of every study whose batch_size is >= 256
+    x_adv = generate(model, xs, ys, _spec(p["attack"]), m["eps"], seed=p["seed"], batch_size=min(256, p["batch_size"]))
     return {
         "interventions": interventions(model, xs, ys, x_adv, batch_size=p["batch_size"]),
         "adaptive": adaptive_attacks(model, xs, ys, [m["eps"]], steps=m["steps"], weight=m["weight"],
