@@ -46,6 +46,13 @@ __all__ = [
     "robust_accuracy_table",
     "OUTCOMES",
     "judge",
+    "decide",
+    "crossed_mean_ci",
+    "claim_p_values",
+    "holm",
+    "minimum_detectable_effect",
+    "planned_mde",
+    "POWER",
 ]
 
 logger = logging.getLogger(__name__)
@@ -551,20 +558,13 @@ def judge(
     threshold: float = 0.0,
     min_effect: float = 0.0,
 ) -> tuple[str, str]:
-    """Outcome of one estimate and its interval, for a quantity H1 expects above (or below) ``threshold``.
+    """Outcome of one estimate and its interval by :func:`decide`, with a clause saying why.
 
-    * "opposite": the interval lies wholly on the wrong side of ``threshold`` (robustness: below 0, the SE
-      twin is less robust; damping ratio: above 1, the gate amplifies);
-    * "not supported": it stops short of ``threshold ± min_effect``, so no effect of practical size
-      (an exact 0 with zero spread, with ``min_effect > 0``);
-    * "supported": it lies on the expected side and the estimate is beyond ``min_effect``;
-    * "inconclusive": otherwise, or without an interval (fewer than 2 seeds).
-
-    Args:
-        effect, low, high: the estimate and its interval.
-        expect: ``"above"`` (a gain) or ``"below"`` (a ratio that should stay under ``threshold``).
-        threshold: the null value (0 for a difference, 1 for a ratio).
-        min_effect: the smallest distance from ``threshold`` that counts as an effect.
+    For a quantity H1 expects above (or below) ``threshold`` by more than ``min_effect`` (the margin of
+    practical size): "supported" when the interval lies wholly beyond ``threshold ± min_effect`` on the
+    expected side, "opposite" when it lies wholly beyond it on the wrong side, "not supported" when it
+    rules out an effect of practical size in the expected direction without being "opposite", else
+    "inconclusive" (also without an interval: fewer than 2 seeds). ``effect`` only enters the text.
 
     Returns:
         ``(outcome, why)``, ``why`` a clause for the criterion's detail.
@@ -573,27 +573,216 @@ def judge(
         raise InputError(f"expect must be 'above' or 'below', got {expect!r}")
     if not min_effect >= 0:
         raise InputError(f"min_effect must be >= 0 (a distance from the threshold), got {min_effect!r}")
-    if math.isnan(low) or math.isnan(high):
-        return "inconclusive", "no interval (fewer than 2 seeds)"
+    outcome = str(decide(low, high, expect=expect, threshold=threshold, margin=min_effect)[()])
     sign = 1.0 if expect == "above" else -1.0
     wrong = "below" if expect == "above" else "above"
-    # distances toward the expected side: (gain, gain of the interval's far end, of its near end)
+    good, bad = threshold + sign * min_effect, threshold - sign * min_effect
+    if math.isnan(low) or math.isnan(high):
+        return outcome, "no interval (fewer than 2 seeds)"
+    why = {
+        "supported": f"the interval lies wholly {expect} {good:g}",
+        "opposite": f"the interval lies wholly {wrong} {bad:g}",
+        "not supported": f"the interval lies {wrong} {good:g}: no effect of practical size "
+                         f"(margin {min_effect:g})",
+        "inconclusive": f"the interval reaches {expect} {good:g} but not wholly",
+    }[outcome]
+    return outcome, why
+
+
+# ----------------------------------------------------------------------------------------------------
+# seeds x images: the crossed interval, the decision rule on arrays, Holm, power
+
+
+POWER = 0.8
+"""The power at which the minimum detectable effect is stated."""
+
+
+def _pseudo_floor(d: np.ndarray) -> np.ndarray:
+    """Per-observation variance with Agresti & Min's (2005) pseudo-counts, shape ``d.shape[:-2]``.
+
+    Adding 0.5 to each cell of the paired 2x2 table is two pseudo-observations of the difference: one at 0
+    and half a pair at +1 and -1. With every difference 0 it gives ``1 / (N + 2)``, never 0, so an
+    interval from a sample without a single discordant image still has a width.
+    """
+    n = d.shape[-1] * d.shape[-2]
+    total = d.sum(axis=(-2, -1))
+    squares = (d * d).sum(axis=(-2, -1))
+    return (squares + 1.0) / (n + 2.0) - (total / (n + 2.0)) ** 2
+
+
+def crossed_mean_ci(d: Any, *, confidence: float = 0.95) -> dict[str, np.ndarray]:
+    """Mean of per-(seed, image) differences with an interval for both seeds and images; vectorised.
+
+    ``d[..., i, j]``: SE minus baseline for seed ``i`` and test image ``j`` (correctness, 0/1 differences,
+    or their mean over budgets). Seeds and images are *crossed* (every seed is scored on the same images),
+    so the mean has the variance of a two-way random-effects model (seed effects, image effects,
+    residual; Bouthillier et al. 2021 name the same two sources)::
+
+        Var(mean) = s2_seed / n + s2_image / m + s2_res / (n m)
+
+    estimated by the usual mean squares: ``MS_seed = m Var_i(row means)``, ``MS_image = n Var_j(column
+    means)``, ``MS_res`` the two-way residual. The seed part ``s2_seed / n + s2_res / (n m)`` is the classic
+    paired t variance ``Var_i(row means) / n``, floored at ``s2_res / (n m)``: the image sample alone sets
+    a lower bound, so seeds that happen to agree cannot give a zero-width interval. ``s2_res`` itself is
+    floored by Agresti & Min's (2005) pseudo-counts (:func:`_pseudo_floor`), so even a sample without a
+    single discordant image keeps a width. The image part ``max(0, MS_image - MS_res) / (n m)`` is the
+    variation the shared test images add (zero when the twins' per-image differences are exchangeable,
+    positive when one twin is better on some images and worse on others). The interval is
+    ``mean ± t_df · sqrt(Var)`` with Welch-Satterthwaite degrees of freedom (``n - 1`` for the seed part,
+    the residual's ``(n - 1)(m - 1)`` where the floor binds). ``benchmarks/verdict_calibration.py``
+    checks its error rate by simulation.
+
+    Args:
+        d: array of shape ``(..., n_seeds, n_images)``, finite.
+        confidence: two-sided coverage.
+
+    Returns:
+        dict of arrays of shape ``d.shape[:-2]``: ``mean``, ``se``, ``df``, ``ci_low``, ``ci_high``, and the
+        variance components ``var_seed``, ``var_image``, ``var_residual`` (per seed, image and single
+        observation), ``n_seeds``, ``n_images``. With one seed the interval is NaN (the seed part cannot be
+        estimated).
+    """
+    confidence = _check_confidence(confidence)
+    d = np.asarray(d, dtype=np.float64)
+    if d.ndim < 2 or d.shape[-1] < 1 or d.shape[-2] < 1:
+        raise InputError(f"d must have shape (..., n_seeds, n_images), got {d.shape}")
+    if not np.isfinite(d).all():
+        raise InputError("d contains NaN or infinite values; every (seed, image) cell needs a difference")
+    n, m = d.shape[-2], d.shape[-1]
+    mean = d.mean(axis=(-2, -1))
+    rows = d.mean(axis=-1)  # (..., n) per-seed differences
+    cols = d.mean(axis=-2)  # (..., m) per-image differences, averaged over seeds
+    nan = np.full(mean.shape, np.nan)
+    if n < 2:
+        return {"mean": mean, "se": nan, "df": nan, "ci_low": nan, "ci_high": nan, "var_seed": nan,
+                "var_image": nan, "var_residual": nan, "n_seeds": n, "n_images": m}
+    ms_seed = m * rows.var(axis=-1, ddof=1)
+    ms_image = n * cols.var(axis=-1, ddof=1) if m > 1 else np.zeros_like(mean)
+    df_res = (n - 1) * max(m - 1, 1)
+    resid = d - rows[..., :, None] - cols[..., None, :] + mean[..., None, None]
+    ms_res = (resid * resid).sum(axis=(-2, -1)) / df_res if m > 1 else np.zeros_like(mean)
+    res = np.maximum(ms_res, _pseudo_floor(d))
+    seed_part = ms_seed / (n * m)
+    floor_part = res / (n * m)
+    use_floor = floor_part > seed_part
+    a = np.where(use_floor, floor_part, seed_part)
+    df_a = np.where(use_floor, float(df_res), float(n - 1))
+    b = np.maximum(ms_image - ms_res, 0.0) / (n * m) if m > 1 else np.zeros_like(mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df_b_den = (ms_image**2 / max(m - 1, 1) + ms_res**2 / df_res)
+        df_b = np.where(b > 0, (n * m * b) ** 2 / np.where(df_b_den > 0, df_b_den, 1.0), np.inf)
+        var = a + b
+        df = var**2 / (a**2 / df_a + np.where(b > 0, b**2 / df_b, 0.0))
+    se = np.sqrt(var)
+    half = sps.t.ppf(0.5 + confidence / 2.0, df) * se
+    return {
+        "mean": mean, "se": se, "df": df, "ci_low": mean - half, "ci_high": mean + half,
+        "var_seed": np.maximum(ms_seed - ms_res, 0.0) / m, "var_image": np.maximum(ms_image - ms_res, 0.0) / n,
+        "var_residual": res, "n_seeds": n, "n_images": m,
+    }
+
+
+def decide(low: Any, high: Any, *, expect: str = "above", threshold: float = 0.0, margin: float = 0.0) -> np.ndarray:
+    """The verdict's rule on arrays of intervals: one of :data:`OUTCOMES` per interval.
+
+    With ``expect="above"`` (a gain, e.g. robust accuracy SE minus baseline) and ``t = threshold``,
+    ``m = margin`` (the smallest effect of practical size):
+
+    * "supported": the interval lies wholly above ``t + m``;
+    * "opposite": it lies wholly below ``t - m`` (symmetric with "supported": a loss smaller than ``m``
+      is never "opposite");
+    * "not supported": otherwise, when the interval lies wholly below ``t + m`` (it rules out an effect of
+      practical size in the expected direction; this includes equivalence, within ``t ± m``);
+    * "inconclusive": otherwise (it reaches into ``(t + m, ...)`` but not wholly), or no interval (NaN).
+
+    ``expect="below"`` mirrors it (a ratio expected under ``t``: supported when the interval lies below
+    ``t - m``). With ``m = 0`` "not supported" and "opposite" coincide and "opposite" is given. This is
+    Kruschke's (2018) region-of-practical-equivalence rule, with "supported" and "opposite" the two
+    sides of the region.
+    """
+    if expect not in ("above", "below"):
+        raise InputError(f"expect must be 'above' or 'below', got {expect!r}")
+    if not margin >= 0:
+        raise InputError(f"margin (min_effect) must be >= 0 (a distance from the threshold), got {margin!r}")
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    if expect == "below":  # the gain threshold - value, expected above 0
+        low, high = threshold - high, threshold - low
+    else:
+        low, high = low - threshold, high - threshold
+    known = ~(np.isnan(low) | np.isnan(high))
+    return np.select(
+        [~known, low > margin, high < -margin, high < margin],
+        ["inconclusive", "supported", "opposite", "not supported"],
+        "inconclusive",
+    ).astype(object)
+
+
+def claim_p_values(
+    effect: Any, se: Any, df: Any, *, expect: str = "above", threshold: float = 0.0, margin: float = 0.0
+) -> dict[str, np.ndarray]:
+    """Two-sided-consistent p values of the three claims of :func:`decide`, from a t statistic.
+
+    ``p < alpha`` for a claim exactly when the ``1 - alpha`` interval ``effect ± t_df se`` makes it:
+    ``supported`` (H0: effect on the near side of ``t + m``), ``not_supported`` (H0: an effect of
+    practical size, ``>= t + m``) and ``opposite`` (H0: ``>= t - m``); each is twice the one-sided p.
+    These are what Holm's procedure adjusts (:func:`holm`).
+    """
+    effect, se, df = (np.asarray(v, dtype=np.float64) for v in (effect, se, df))
+    sign = 1.0 if expect == "above" else -1.0
     gain = sign * (effect - threshold)
-    far, near = (
-        (high - threshold, low - threshold) if expect == "above" else (threshold - low, threshold - high)
-    )
-    margin = threshold + sign * min_effect
-    if far < 0:
-        return "opposite", f"the interval lies wholly {wrong} {threshold:g}"
-    if far < min_effect:
-        return "not supported", (
-            f"the interval lies {wrong} {margin:g} (min_effect={min_effect:g}): no effect of practical size"
-        )
-    if near > 0 and gain > min_effect:
-        return "supported", (f"the interval lies {expect} {threshold:g}" + (
-            f" and the estimate is {expect} {margin:g}" if min_effect else ""))
-    if near > 0:
-        return "inconclusive", (
-            f"the interval lies {expect} {threshold:g} but the estimate is within min_effect={min_effect:g}"
-        )
-    return "inconclusive", f"the interval contains {threshold:g}"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        def p_above(bound: float) -> np.ndarray:  # P(gain <= bound) rejected: gain > bound
+            return np.minimum(1.0, 2.0 * sps.t.sf((gain - bound) / se, df))
+
+        def p_below(bound: float) -> np.ndarray:
+            return np.minimum(1.0, 2.0 * sps.t.cdf((gain - bound) / se, df))
+
+        out = {"supported": p_above(margin), "not_supported": p_below(margin), "opposite": p_below(-margin)}
+    return {k: np.where(np.isnan(v), 1.0, v) for k, v in out.items()}
+
+
+def holm(p_values: Any) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p values (family-wise error control), in the input order."""
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    k = p.size
+    if k == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate((k - np.arange(k)) * p[order]))
+    out = np.empty(k)
+    out[order] = stepped
+    return out
+
+
+def minimum_detectable_effect(
+    se: Any, df: Any, *, alpha: float = 0.05, power: float = POWER, margin: float = 0.0
+) -> np.ndarray:
+    """Smallest true gain the rule calls "supported" with probability ``power``: ``m + (t_{1-a/2} + t_{power}) se``.
+
+    "supported" needs the lower end of the ``1 - alpha`` interval above ``margin``: ``est - t_{1-alpha/2} se >
+    margin``; with the estimate normal around the true gain ``delta`` (and ``se`` as measured) that
+    happens with probability ``power`` when ``delta = margin + (t_{df, 1-alpha/2} + t_{df, power}) se``
+    (the usual power formula, with t quantiles for the interval's degrees of freedom).
+    """
+    se, df = np.asarray(se, dtype=np.float64), np.asarray(df, dtype=np.float64)
+    return margin + (sps.t.ppf(1.0 - alpha / 2.0, df) + sps.t.ppf(power, df)) * se
+
+
+def planned_mde(
+    var_seed: float, var_image: float, var_residual: float, n_seeds: int, n_images: int, *,
+    alpha: float = 0.05, power: float = POWER, margin: float = 0.0,
+) -> float:
+    """The minimum detectable effect a study with ``n_seeds`` and ``n_images`` would have, from measured components.
+
+    ``Var = var_seed / n + var_image / m + var_residual / (n m)`` (the components of
+    :func:`crossed_mean_ci`), with ``n - 1`` degrees of freedom for the seed part and ``m - 1`` for the
+    image part (Welch-Satterthwaite). For sizing a study: how many seeds or images buy how small an effect.
+    """
+    n, m = int(n_seeds), int(n_images)
+    a = var_seed / n + var_residual / (n * m)
+    b = var_image / m
+    var = a + b
+    if var <= 0 or n < 2:
+        return math.nan
+    df = var**2 / (a**2 / (n - 1) + (b**2 / max(m - 1, 1) if b > 0 else 0.0))
+    return float(minimum_detectable_effect(math.sqrt(var), df, alpha=alpha, power=power, margin=margin))
