@@ -279,14 +279,15 @@ class StatsSection:
 
 
 _REFERENCE_KEYS = {"member": str, "attack": str, "eps": (int, float, str), "robust_acc": (int, float),
-                   "clean_acc": (int, float), "source": str}
+                   "clean_acc": (int, float), "source": str, "protocol": str}
 
 
 @dataclass(frozen=True)
 class ReportSection:
     examples: int = 8  # clean/adversarial image pairs shown
     example_eps: float | str = "auto"  # "auto": the tested budget where the members differ most
-    # published numbers shown beside the measurement: { member, attack, eps, robust_acc, clean_acc?, source }
+    # published numbers shown beside the measurement: { member, attack, eps, robust_acc, clean_acc?, source,
+    # protocol? (how the reference was trained, where it differs from this config) }
     references: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:

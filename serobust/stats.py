@@ -775,14 +775,14 @@ def planned_mde(
     """The minimum detectable effect a study with ``n_seeds`` and ``n_images`` would have, from measured components.
 
     ``Var = var_seed / n + var_image / m + var_residual / (n m)`` (the components of
-    :func:`crossed_mean_ci`), with ``n - 1`` degrees of freedom for the seed part and ``m - 1`` for the
-    image part (Welch-Satterthwaite). For sizing a study: how many seeds or images buy how small an effect.
+    :func:`crossed_mean_ci`), with Welch-Satterthwaite degrees of freedom: ``n - 1`` for the seed
+    component, ``m - 1`` for the image component, ``(n - 1)(m - 1)`` for the residual. For sizing a
+    study: how many seeds or images buy how small an effect.
     """
     n, m = int(n_seeds), int(n_images)
-    a = var_seed / n + var_residual / (n * m)
-    b = var_image / m
-    var = a + b
+    parts = [(var_seed / n, n - 1), (var_image / m, max(m - 1, 1)), (var_residual / (n * m), (n - 1) * max(m - 1, 1))]
+    var = sum(v for v, _ in parts)
     if var <= 0 or n < 2:
         return math.nan
-    df = var**2 / (a**2 / (n - 1) + (b**2 / max(m - 1, 1) if b > 0 else 0.0))
+    df = var**2 / sum(v**2 / d for v, d in parts if v > 0)
     return float(minimum_detectable_effect(math.sqrt(var), df, alpha=alpha, power=power, margin=margin))

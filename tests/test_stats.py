@@ -406,5 +406,6 @@ def test_minimum_detectable_effect_against_the_normal_formula_and_noncentral_t()
     # planning: the same components at the measured size give the measured MDE's order, more seeds less
     one = S.planned_mde(0.0004, 0.0, 0.2, 3, 200, margin=0.01)
     assert S.planned_mde(0.0004, 0.0, 0.2, 10, 200, margin=0.01) < one
-    var = 0.0004 / 3 + 0.2 / 600
-    assert one == pytest.approx(float(S.minimum_detectable_effect(math.sqrt(var), 2, margin=0.01)))
+    a, r = 0.0004 / 3, 0.2 / 600
+    df = (a + r) ** 2 / (a**2 / 2 + r**2 / (2 * 199))
+    assert one == pytest.approx(float(S.minimum_detectable_effect(math.sqrt(a + r), df, margin=0.01)))

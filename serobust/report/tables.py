@@ -89,8 +89,9 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("references", "Published numbers beside ours",
               "Robust accuracy reported in the literature for a comparable training recipe, next to this study's "
               "mean over seeds for the same member, attack and budget (different code, seeds and schedules: "
-              "a sanity check of the setup, not a replication).", ("robust_acc",),
-              _columns("member", "attack", "eps", "published_robust_acc", "measured_robust_acc", "ci_low",
+              "a sanity check of the setup, not a replication; protocol names how each reference was trained "
+              "where it differs from this study).", ("robust_acc",),
+              _columns("member", "attack", "eps", "published_robust_acc", "protocol", "measured_robust_acc", "ci_low",
                        "ci_high", "published_clean_acc", "measured_clean_acc", "source")),
     TableSpec("autoattack_summary", "AutoAttack, component by component",
               "Robust accuracy after each AutoAttack component in turn (each runs on the images still robust), "

@@ -156,7 +156,7 @@ def _references(cfg: StudyConfig, summary: pd.DataFrame, robust: pd.DataFrame) -
         hit = summary[(summary["model"] == ref["member"]) & (name == ref["attack"]) & ((summary["eps"] - eps).abs() < 1e-9)]
         clean = robust[(robust["model"] == ref["member"]) & (robust["eps"] == 0)]["clean_acc"]
         rows.append({"member": ref["member"], "attack": hit["attack"].iloc[0] if len(hit) else ref["attack"],
-                     "eps": eps, "published_robust_acc": ref["robust_acc"],
+                     "eps": eps, "published_robust_acc": ref["robust_acc"], "protocol": ref.get("protocol", ""),
                      "measured_robust_acc": hit["mean"].iloc[0] if len(hit) else float("nan"),
                      "ci_low": hit["ci_low"].iloc[0] if len(hit) else float("nan"),
                      "ci_high": hit["ci_high"].iloc[0] if len(hit) else float("nan"),
