@@ -85,8 +85,8 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
     """
     from .. import headline_table, pooled_mcnemar, robust_accuracy_table, verdict
     from ..detect.verdict import detection_criterion
-    from ..verdicts import decide_overall
     from ..stats import mean_ci_by
+    from ..verdicts import decide_overall
 
     st = cfg.stats
     ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}
