@@ -6,10 +6,13 @@ recompute any number in a report from the tidy CSVs the pipeline writes. Per-exa
 on the intervals and the input checks here. :func:`judge` turns an estimate and its interval into one of
 :data:`OUTCOMES`; the verdict labels every criterion and every budget with it.
 
-Units of replication. A training seed is the unit of replication: each seed gives one baseline and one
-SE twin trained with the same seed, so seed-level results are *paired*. Quantities measured over blocks,
-eps values or examples are averaged within a seed first, and confidence intervals are taken across
-seeds.
+Units of replication. A training seed is one unit of replication: each seed gives one baseline and one
+SE twin trained with the same seed, so seed-level results are *paired*. The test images are the other:
+every seed's pair is scored on the same images (seeds and images are crossed), so the verdict's
+robustness interval (:func:`crossed_mean_ci`) covers both, from per-image correctness. Quantities without
+per-image values (shift ratios over blocks and eps) are averaged within a seed first, and their intervals
+are taken across seeds. :func:`decide` is the verdict's rule on arrays, :func:`holm` its multiplicity
+correction, :func:`minimum_detectable_effect` and :func:`planned_mde` its power statements.
 
 Which interval decides. With the 3 to 5 seeds a study can afford, a bootstrap percentile interval is
 too narrow: it can never be wider than the range of the data and its coverage is far below nominal

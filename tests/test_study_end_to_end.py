@@ -156,3 +156,6 @@ def test_report_leads_with_the_verdict_sentence_and_names_the_run(study):
     assert html_lib.escape(headline, quote=False).split(" (")[0] in html
     assert html.index("Headline table") > html.index(html_lib.escape(headline.split(" (")[0], quote=False))
     assert results["meta"]["run_id"] in html
+    if results["verdict"]["se_r4"]["power"]:  # the power statement and the glossary's method are on the page
+        assert "Power: with 2 seeds x" in html and "minimum detectable effect" in html
+        assert "Holm" in html and "descriptive" in html
