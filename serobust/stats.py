@@ -481,6 +481,7 @@ def robust_accuracy_table(
     n_resamples: int = 10_000,
     seed: int | None = 0,
     method: str = "percentile",
+    per_example: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Each SE model against the baseline, per (attack, eps), paired by seed.
 
@@ -492,6 +493,10 @@ def robust_accuracy_table(
         group_by: columns that define one comparison (add e.g. ``"arch"`` to compare several at once).
         value: the accuracy column.
         confidence, n_resamples, seed, method: as in :func:`paired_difference`.
+        per_example: per-image correctness (``seed, model, attack, eps, index, robust_correct``); where it
+            covers a (model, attack, eps) cell in every seed on the same images, ``ci_low``/``ci_high`` are the
+            verdict's interval over seeds and images (:func:`crossed_mean_ci`, ``ci_method`` "crossed seeds
+            x images", ``n_images`` set); elsewhere the seed-level interval, as without it.
 
     Returns:
         One row per (SE model, group): ``model``, the group columns, ``n_seeds``, ``mean_baseline``,
@@ -535,10 +540,22 @@ def robust_accuracy_table(
                 seed=seed,
                 method=method,
             )
+            group = dict(zip(keys, key))
+            res["n_images"] = 0
+            if per_example is not None and set(keys) == {"attack", "eps"}:
+                from .robust_accuracy import per_image_arrays  # robust_accuracy imports this module
+
+                base, se, _ = per_image_arrays(per_example, attack=group["attack"], baseline=baseline,
+                                               se_model=model, seeds=list(complete.index.get_level_values("seed")),
+                                               eps=[group["eps"]])
+                if base.size:
+                    crossed = crossed_mean_ci(se[..., 0] - base[..., 0], confidence=confidence)
+                    res.update(ci_low=float(crossed["ci_low"]), ci_high=float(crossed["ci_high"]),
+                               ci_method="crossed seeds x images", n_images=int(crossed["n_images"]))
             rows.append(
                 {
                     "model": model,
-                    **dict(zip(keys, key)),
+                    **group,
                     "n_seeds": res.pop("n"),
                     "mean_baseline": res.pop("mean_a"),
                     "mean_model": res.pop("mean_b"),

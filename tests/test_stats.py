@@ -409,3 +409,26 @@ def test_minimum_detectable_effect_against_the_normal_formula_and_noncentral_t()
     a, r = 0.0004 / 3, 0.2 / 600
     df = (a + r) ** 2 / (a**2 / 2 + r**2 / (2 * 199))
     assert one == pytest.approx(float(S.minimum_detectable_effect(math.sqrt(a + r), df, margin=0.01)))
+
+
+def test_robust_accuracy_table_uses_the_crossed_interval_where_per_image_results_exist():
+    rng = np.random.default_rng(6)
+    rows, per = [], []
+    flags = {}
+    for seed in range(3):
+        for model in ("baseline", "se"):
+            for eps in (0.1, 0.2):
+                f = rng.random(60) < (0.6 - eps)
+                flags[seed, model, eps] = f
+                rows.append({"seed": seed, "model": model, "attack": "pgd", "eps": eps, "robust_acc": f.mean()})
+                if eps == 0.1:  # per-image rows for one budget only
+                    per += [{"seed": seed, "model": model, "attack": "pgd", "eps": eps, "index": i,
+                             "robust_correct": bool(v)} for i, v in enumerate(f)]
+    table = S.robust_accuracy_table(pd.DataFrame(rows), per_example=pd.DataFrame(per)).set_index("eps")
+    d = np.array([flags[s, "se", 0.1].astype(float) - flags[s, "baseline", 0.1] for s in range(3)])
+    ref = S.crossed_mean_ci(d)
+    assert table.loc[0.1, "ci_method"] == "crossed seeds x images" and table.loc[0.1, "n_images"] == 60
+    assert (table.loc[0.1, "ci_low"], table.loc[0.1, "ci_high"]) == pytest.approx(
+        (float(ref["ci_low"]), float(ref["ci_high"])))
+    assert table.loc[0.1, "mean_diff"] == pytest.approx(float(ref["mean"]))
+    assert table.loc[0.2, "ci_method"] == "t" and table.loc[0.2, "ci_low"] == table.loc[0.2, "t_ci_low"]

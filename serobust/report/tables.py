@@ -49,9 +49,10 @@ def _mean_over_seeds(by: list[str], values: list[str]) -> Callable[[pd.DataFrame
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("robust_stats", "Robust accuracy: SE twin vs baseline per attack and budget",
               "Seed-paired differences (mean_diff = SE twin minus baseline) with t and bootstrap intervals; "
-              "ci_low/ci_high is the interval the verdict uses, t_p the paired t test.", ("diff", "interval"),
-              _columns("model", "attack", "eps", "n_seeds", "mean_baseline", "mean_model", "mean_diff", "ci_low",
-                       "ci_high", "ci_method", "t_p", "d_z")),
+              "ci_low/ci_high is the interval the verdict uses (over seeds and test images where per-image "
+              "results exist: ci_method), t_p the paired t test across seeds.", ("diff", "interval"),
+              _columns("model", "attack", "eps", "n_seeds", "n_images", "mean_baseline", "mean_model", "mean_diff",
+                       "ci_low", "ci_high", "ci_method", "t_p", "d_z")),
     TableSpec("robust_summary", "Robust accuracy per member across seeds",
               "Mean robust accuracy per member, attack and budget with its interval (the bands of Figure 1).",
               ("robust_acc",), _columns("model", "attack", "eps", "n", "mean", "ci_low", "ci_high", "ci_method")),

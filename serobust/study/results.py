@@ -92,7 +92,7 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
     ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}
     per_255 = bool(cfg.eps_labels)  # the config wrote budgets as fractions: texts say 8/255, not 0.0313725
     per_seed = tables["robust"][["seed", "model", "attack", "eps", "robust_acc"]]
-    tables["robust_stats"] = robust_accuracy_table(per_seed, **ci)
+    tables["robust_stats"] = robust_accuracy_table(per_seed, per_example=tables.get("per_example"), **ci)
     tables["robust_summary"] = mean_ci_by(tables["robust"], by=["model", "attack", "eps"], value="robust_acc",
                                           unit="seed", **ci)
     if "per_example" in tables:
