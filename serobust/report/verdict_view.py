@@ -82,6 +82,7 @@ def _criterion_row(crit: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": crit.get("id", ""), "role": crit.get("role", ""), "statement": crit.get("statement", ""),
             "outcome": crit.get("outcome", ""), "badge": outcome_class(crit.get("outcome")),
             "effect": _effect(crit, "effect"), "ci": f"[{low}, {high}]" if low and high else "",
+            "holm": number(crit.get("p_holm"), digits=2) if crit.get("counts", True) else "not counted",
             "detail": crit.get("detail", "")}
 
 
