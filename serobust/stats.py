@@ -598,7 +598,7 @@ def judge(
     wrong = "below" if expect == "above" else "above"
     good, bad = threshold + sign * min_effect, threshold - sign * min_effect
     if math.isnan(low) or math.isnan(high):
-        return outcome, "no interval (fewer than 2 seeds)"
+        return outcome, "no interval (fewer than 2 seeds, or no spread to estimate one from)"
     why = {
         "supported": f"the interval lies wholly {expect} {good:g}",
         "opposite": f"the interval lies wholly {wrong} {bad:g}",

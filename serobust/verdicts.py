@@ -340,10 +340,14 @@ def _robustness(
             for n in sorted({3, 5, 10, est.n_seeds}) for m in sorted({est.n_images, 2 * est.n_images, 1000})]
     extra["power"] = power
     size = f"{est.n_seeds} seeds x {est.n_images} images" if est.n_images else f"{est.n_seeds} seeds"
+    dof = f", {est.df:.3g} df" if est.df == est.df else ""
     detail = (f"{se_model} minus {baseline} {attack} robust accuracy, averaged over the informative budgets eps in "
               f"({', '.join(label(e) for e in tested)}): {_fmt(est.effect, est.low, est.high)} ({method_note}; "
-              f"{size}, {est.df:.3g} df); {why}. With 80% power the study detects a gain of "
-              f"{100 * mde:.1f} points or more.")
+              f"{size}{dof}); {why}.")
+    if mde == mde:
+        detail += f" With {POWER:.0%} power the study detects a gain of {100 * mde:.1f} points or more."
+    elif not base.size and est.n_seeds > 1:
+        detail += " The per-seed differences coincide, and without per-image results there is no interval to give."
     if dropped:
         detail += f" Not tested: {drop_text}."
     if math.isnan(clean) and ceiling_gap is not None:
