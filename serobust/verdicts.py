@@ -337,7 +337,7 @@ def _robustness(
             {"seeds": n, "images": m, "mde": planned_mde(est.components["var_seed"], est.components["var_image"],
                                                          est.components["var_residual"], n, m, alpha=alpha,
                                                          margin=min_effect)}
-            for n in sorted({3, 5, 10, est.n_seeds}) for m in sorted({est.n_images, 2 * est.n_images, 1000})]
+            for n in sorted({3, 5, 10, est.n_seeds}) for m in sorted({est.n_images, 1000})]
     extra["power"] = power
     size = f"{est.n_seeds} seeds x {est.n_images} images" if est.n_images else f"{est.n_seeds} seeds"
     dof = f", {est.df:.3g} df" if est.df == est.df else ""

@@ -403,12 +403,19 @@ def test_minimum_detectable_effect_against_the_normal_formula_and_noncentral_t()
     crit = 0.01 / se + sps.t.ppf(0.975, df)  # supported: (est - 0.01) / se > t_0.975
     power = sps.nct.sf(crit, df, mde / se)
     assert 0.75 < power < 0.85
-    # planning: the same components at the measured size give the measured MDE's order, more seeds less
-    one = S.planned_mde(0.0004, 0.0, 0.2, 3, 200, margin=0.01)
-    assert S.planned_mde(0.0004, 0.0, 0.2, 10, 200, margin=0.01) < one
-    a, r = 0.0004 / 3, 0.2 / 600
-    df = (a + r) ** 2 / (a**2 / 2 + r**2 / (2 * 199))
-    assert one == pytest.approx(float(S.minimum_detectable_effect(math.sqrt(a + r), df, margin=0.01)))
+    # planning by simulating the procedure: where the seed part always binds it is the paired t test, whose
+    # exact power comes from the noncentral t distribution
+    from scipy.optimize import brentq
+
+    n, sigma = 5, 0.1
+    exact = brentq(lambda delta: sps.nct.sf(sps.t.ppf(0.975, n - 1), n - 1, delta / (sigma / math.sqrt(n))) - 0.8,
+                   1e-4, 1.0)
+    planned = S.planned_mde(sigma**2, 0.0, 1e-6, n, 50, n_sims=4000)
+    assert planned == pytest.approx(exact, rel=0.06)
+    # more seeds or more images never make it larger (same simulation seed)
+    assert S.planned_mde(0.0004, 0.0, 0.2, 10, 200) < S.planned_mde(0.0004, 0.0, 0.2, 3, 200)
+    assert S.planned_mde(0.0, 0.0, 0.2, 3, 1000) < S.planned_mde(0.0, 0.0, 0.2, 3, 200)
+    assert math.isnan(S.planned_mde(0.0004, 0.0, 0.2, 1, 200))
 
 
 def test_robust_accuracy_table_uses_the_crossed_interval_where_per_image_results_exist():

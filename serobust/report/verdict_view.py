@@ -114,7 +114,7 @@ def power_sentence(verdict: Mapping[str, Any]) -> str:
             f"{100 * power.get('margin', 0):g} points included).")
     plan = [p for p in power.get("planning", []) if p.get("mde") == p.get("mde")]
     if plan:
-        text += " With other sizes: " + "; ".join(
+        text += " Simulated from the measured variance components (the verdict's own interval on each): " + "; ".join(
             f"{p['seeds']} seeds x {p['images']} images {100 * p['mde']:.1f}" for p in plan) + " points."
     return text
 
