@@ -337,7 +337,8 @@ def _robustness(
             {"seeds": n, "images": m, "mde": planned_mde(est.components["var_seed"], est.components["var_image"],
                                                          est.components["var_residual"], n, m, alpha=alpha,
                                                          margin=min_effect)}
-            for n in sorted({3, 5, 10, est.n_seeds}) for m in sorted({est.n_images, 1000})]
+            for n, m in sorted({(est.n_seeds, est.n_images), (3, est.n_images), (5, est.n_images),
+                                (10, est.n_images), (est.n_seeds, 1000), (5, 1000)})]
     extra["power"] = power
     size = f"{est.n_seeds} seeds x {est.n_images} images" if est.n_images else f"{est.n_seeds} seeds"
     dof = f", {est.df:.3g} df" if est.df == est.df else ""
