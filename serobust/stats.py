@@ -518,6 +518,9 @@ def robust_accuracy_table(
     if not others:
         raise InputError(f"per_seed holds only the baseline {baseline!r}; add the SE model's rows to compare")
     wide = per_seed.pivot(index=[*keys, "seed"], columns="model", values=value)  # (groups x seeds, models)
+    by_cell = {}  # per-image rows per (attack, eps), split once
+    if per_example is not None and set(keys) == {"attack", "eps"} and {"attack", "eps"} <= set(per_example.columns):
+        by_cell = {k: g for k, g in per_example.groupby(["attack", "eps"], sort=False)}
     rows = []
     for model in others:
         pair = wide[[baseline, model]]
@@ -542,10 +545,11 @@ def robust_accuracy_table(
             )
             group = dict(zip(keys, key))
             res["n_images"] = 0
-            if per_example is not None and set(keys) == {"attack", "eps"}:
+            cell = by_cell.get((group["attack"], group["eps"]))
+            if cell is not None:
                 from .robust_accuracy import per_image_arrays  # robust_accuracy imports this module
 
-                base, se, _ = per_image_arrays(per_example, attack=group["attack"], baseline=baseline,
+                base, se, _ = per_image_arrays(cell, attack=group["attack"], baseline=baseline,
                                                se_model=model, seeds=list(complete.index.get_level_values("seed")),
                                                eps=[group["eps"]])
                 if base.size:
