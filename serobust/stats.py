@@ -807,7 +807,7 @@ def planned_mde(
     how small an effect, given the variance components one study measured.
     """
     n, m = int(n_seeds), int(n_images)
-    if n < 2 or m < 1:
+    if n < 2 or m < 1 or not all(math.isfinite(float(v)) for v in (var_seed, var_image, var_residual)):
         return math.nan
     rng = np.random.default_rng(seed)
     sd = [math.sqrt(max(float(v), 0.0)) for v in (var_seed, var_image, var_residual)]

@@ -332,7 +332,7 @@ def _robustness(
     mde = float(minimum_detectable_effect(est.se, est.df, alpha=alpha, margin=min_effect)) if est.se > 0 else _NAN
     power = {"mde": mde, "power": POWER, "alpha": round(alpha, 12), "margin": min_effect, "se": est.se, "df": est.df,
              "n_seeds": est.n_seeds, "n_images": est.n_images, "method": extra["method"], **est.components}
-    if est.components:
+    if est.components and all(math.isfinite(v) for v in est.components.values()):
         power["planning"] = [
             {"seeds": n, "images": m, "mde": planned_mde(est.components["var_seed"], est.components["var_image"],
                                                          est.components["var_residual"], n, m, alpha=alpha,
@@ -635,7 +635,7 @@ def _headline(v: Verdict) -> str:
         seeds += f" x {power['n_images']} images"
     if not tested:
         return (f"No budget under {v.attack} was informative (the pair sits at the floor or at its clean accuracy "
-                f"at every eps), so these {seeds} cannot tell whether {v.se_model} is more or less robust than "
+                f"at every eps), so {'these' if n != 1 else 'this'} {seeds} cannot tell whether {v.se_model} is more or less robust than "
                 f"{v.baseline}.")
     where = f"At the informative budget{'s' if len(tested) > 1 else ''} (eps {', '.join(label(e) for e in tested)})"
     effect, low, high = rob.effect, rob.ci_low, rob.ci_high

@@ -470,6 +470,10 @@ def test_headline_states_direction_effect_interval_and_power():
     mixed = V.verdict(*_study(gains=(0.04, -0.03, 0.02, -0.01)))
     assert "; the interval includes 0); the study could have detected a gain of" in mixed.headline
     assert V.verdict(*_study(gains=(0.05,))).headline.endswith("(1 seed, no interval).")
+    flags = np.arange(30)[None, :] % 5 > 0  # 80% of the digits
+    one = _per_image_study(flags, flags.copy())  # one seed, per image
+    single = V.verdict(one[0], None, None, per_example=one[1], attack="aa")
+    assert single.headline.endswith("(1 seed x 30 images, no interval).") and "planning" not in single.power
 
 
 def test_headline_writes_budgets_per_255_when_asked():
