@@ -263,8 +263,8 @@ class StatsSection:
     min_effect: float = 0.01  # margin of practical size (fraction): support needs the interval above it
     mechanism_margin: float = 0.05  # margin of the mechanism ratios: support needs the interval below 0.95
     alpha: float = 0.05
-    floor: float = 0.02  # a budget where the baseline's robust accuracy is <= floor says nothing: not tested
-    ceiling_gap: float = 0.02  # nor one where it is within ceiling_gap of its clean accuracy
+    floor: float = 0.02  # a budget where the pair's mean robust accuracy is <= floor says nothing: not tested
+    ceiling_gap: float = 0.02  # nor one where it is within ceiling_gap of the pair's mean clean accuracy
 
     def __post_init__(self) -> None:
         if not 0.5 < self.confidence < 1:
