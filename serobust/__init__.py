@@ -82,6 +82,9 @@ _EXPORTS: dict[str, str] = {
     "robust_accuracy_table": "stats",
     "pooled_mcnemar": "paired_tests",
     "verdict": "verdicts",
+    "Verdict": "verdicts",
+    "Criterion": "verdicts",
+    "crossed_mean_ci": "stats",
     "informative_budgets": "robust_accuracy",
     "headline_table": "robust_accuracy",
     # study
@@ -161,6 +164,6 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .se_adapters import register_se_adapter  # noqa: F401
     from .sensitivity import feature_sensitivity, matched_layers  # noqa: F401
     from .shift_metrics import SHIFT_METRICS, register_shift_metric  # noqa: F401
-    from .stats import bootstrap_ci, paired_difference, robust_accuracy_table  # noqa: F401
+    from .stats import bootstrap_ci, crossed_mean_ci, paired_difference, robust_accuracy_table  # noqa: F401
     from .trainer import TrainConfig, train  # noqa: F401
-    from .verdicts import verdict  # noqa: F401
+    from .verdicts import Criterion, Verdict, verdict  # noqa: F401

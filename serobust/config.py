@@ -334,10 +334,11 @@ class MechanismSection:
 class StatsSection:
     confidence: float = 0.95
     n_resamples: int = 10_000
-    min_effect: float = 0.01  # smallest robust-accuracy gain (fraction) that counts as support
+    min_effect: float = 0.01  # margin of practical size (fraction): support needs the interval above it
+    mechanism_margin: float = 0.05  # margin of the mechanism ratios: support needs the interval below 0.95
     alpha: float = 0.05
-    floor: float = 0.02  # a budget where the baseline's robust accuracy is <= floor says nothing: not tested
-    ceiling_gap: float = 0.02  # nor one where it is within ceiling_gap of its clean accuracy
+    floor: float = 0.02  # a budget where the pair's mean robust accuracy is <= floor says nothing: not tested
+    ceiling_gap: float = 0.02  # nor one where it is within ceiling_gap of the pair's mean clean accuracy
 
     def __post_init__(self) -> None:
         if not 0.5 < self.confidence < 1:
@@ -346,20 +347,22 @@ class StatsSection:
             raise ConfigError(f"stats.alpha = {self.alpha}: must be in (0, 1)")
         if self.n_resamples < 100:
             raise ConfigError(f"stats.n_resamples = {self.n_resamples}: must be >= 100 (10000 recommended)")
-        for key in ("min_effect", "floor", "ceiling_gap"):
+        for key in ("min_effect", "mechanism_margin", "floor", "ceiling_gap"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"stats.{key} = {getattr(self, key)}: a fraction of accuracy in [0, 1), e.g. 0.02")
 
 
 _REFERENCE_KEYS = {"member": str, "attack": str, "eps": (int, float, str), "robust_acc": (int, float),
-                   "clean_acc": (int, float), "source": str, "pair": str}  # pair: a model.pairs name
+                   "clean_acc": (int, float), "source": str, "protocol": str,
+                   "pair": str}  # pair: a model.pairs name
 
 
 @dataclass(frozen=True)
 class ReportSection:
     examples: int = 8  # clean/adversarial image pairs shown
     example_eps: float | str = "auto"  # "auto": the tested budget where the members differ most
-    # published numbers shown beside the measurement: { member, attack, eps, robust_acc, clean_acc?, source }
+    # published numbers shown beside the measurement: { member, attack, eps, robust_acc, clean_acc?, source,
+    # protocol? (how the reference was trained, where it differs from this config) }
     references: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:

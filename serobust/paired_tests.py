@@ -4,7 +4,8 @@ Within one seed, the baseline and its SE twin are scored on the *same* test exam
 per-example correctness flags form a paired 2x2 table. Only the discordant examples (one model right,
 the other wrong) carry information about a difference (McNemar 1947). This is a finer view than the
 seed-level comparison of :mod:`serobust.stats`: it says whether one trained pair differs, not whether
-SE twins differ from baselines in general (that is the verdict's question, answered across seeds).
+SE twins differ from baselines in general (that is the verdict's question, answered across seeds and
+images by :func:`serobust.stats.crossed_mean_ci`).
 """
 
 from __future__ import annotations
@@ -200,8 +201,8 @@ def pooled_mcnemar(
     same: the per-seed tests are about different models on the same examples, and Fisher's method
     (``scipy.stats.combine_pvalues(method="fisher")``) asks whether *any* seed's pair differs. It treats
     the seeds' p values as independent, which holds for the models' training randomness but not for the
-    shared test set, so read the combined p as a screening number; the seed-level verdict is
-    :func:`serobust.stats.robust_accuracy_table`'s.
+    shared test set, so read the combined p as a screening number. The verdict's interval treats seeds and
+    the shared images as crossed random effects instead (:func:`serobust.stats.crossed_mean_ci`).
 
     Args:
         per_example: long frame with columns ``seed``, ``model``, ``attack``, ``eps``, ``example`` (an

@@ -3,8 +3,9 @@
 Robust accuracy carries information about a difference between a baseline and its SE twin only where
 the baseline is neither at the floor (about 0%: both models broken, a difference of 0 by construction)
 nor at its clean accuracy (the attack does nothing). :func:`informative_budgets` names those budgets
-from the *baseline's* mean across seeds (choosing on the SE twin's numbers would select on the
-outcome); the verdict (:mod:`serobust.verdicts`) tests robustness on them only. On CIFAR-10,
+from the PAIR's mean across seeds (the mean of the two twins cannot favour either; the baseline alone
+would drop exactly the budgets where only the SE twin keeps accuracy); the verdict
+(:mod:`serobust.verdicts`) tests robustness on them only, by :func:`robustness_test`. On CIFAR-10,
 standard-trained models reach 0% from 4/255 on, so most of a sweep's budgets carry no information.
 
 :func:`headline_table` is the RobustBench-style summary of a study (clean accuracy and robust accuracy
@@ -24,15 +25,23 @@ import pandas as pd
 from .eps import parse_eps
 from .errors import InputError
 from .names import BASELINE
-from .stats import _check_confidence, _check_no_nan, _reject_duplicates, _require_columns, paired_difference
+from .stats import (
+    _check_confidence,
+    _check_flags,
+    _check_no_nan,
+    _reject_duplicates,
+    _require_columns,
+    paired_difference,
+)
 
-__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "informative_budgets", "headline_table"]
+__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "informative_budgets", "informative_mask", "robustness_test",
+           "headline_table"]
 
 FLOOR = 0.02
-"""A budget where the baseline's mean robust accuracy is at most this (2%) is at the floor: not tested."""
+"""A budget where the pair's mean robust accuracy is at most this (2%) is at the floor: not tested."""
 
 CEILING_GAP = 0.02
-"""A budget where the baseline keeps its clean accuracy to within this (2 points) is at the ceiling."""
+"""A budget where the pair keeps its mean clean accuracy to within this (2 points) is at the ceiling."""
 
 
 def eps_label(eps: float, *, per_255: bool = False) -> str:
@@ -112,48 +121,64 @@ def informative_budgets(
     *,
     attack: str,
     baseline: str = BASELINE,
+    se_model: str | None = None,
     floor: float | None = FLOOR,
     ceiling_gap: float | None = CEILING_GAP,
 ) -> pd.DataFrame:
-    """Which budgets can show a robustness difference, decided on the baseline's numbers only.
+    """Which budgets can show a robustness difference, decided on the PAIR's mean accuracy.
 
-    A budget eps > 0 is informative unless the baseline's mean robust accuracy across seeds under
-    ``attack`` is at the floor (``<= floor``) or at its clean accuracy (``>= clean - ceiling_gap``, the
-    clean accuracy from the eps = 0 rows, else a ``clean_acc`` column; without either the ceiling is
-    not applied). ``None`` switches a rule off.
+    A budget eps > 0 is informative unless the mean of the two twins' robust accuracies (each averaged
+    across seeds) under ``attack`` is at the floor (``<= floor``) or within ``ceiling_gap`` of the pair's
+    mean clean accuracy (from the eps = 0 rows, else a ``clean_acc`` column; without either the ceiling is
+    not applied). ``None`` switches a rule off. The pair's mean cannot favour either twin
+    (:func:`informative_mask`); a budget where the baseline is at 0% but the SE twin keeps 50% is tested.
+
+    Args:
+        se_model: the twin; None picks the only non-baseline model in ``robust_table``.
 
     Returns:
-        One row per eps > 0 (ascending): ``eps``, ``baseline_robust_acc``, ``baseline_clean_acc`` (NaN when
-        unknown), ``informative`` (bool), ``reason`` (why a budget is dropped; None when informative).
+        One row per eps > 0 (ascending): ``eps``, ``baseline_robust_acc``, ``se_robust_acc``,
+        ``pair_robust_acc``, ``pair_clean_acc`` (NaN when unknown), ``informative`` (bool), ``reason`` (why a
+        budget is dropped; None when informative).
 
     Raises:
-        ValueError: missing columns, NaN, unknown attack, no baseline rows at eps > 0, bad floor/ceiling_gap.
+        ValueError: missing columns, NaN, unknown attack, no rows at eps > 0 for either twin, several SE
+            models without ``se_model``, bad floor/ceiling_gap.
     """
     _check_fraction("floor", floor, optional=True)
     _check_fraction("ceiling_gap", ceiling_gap, optional=True)
     rows = _attack_rows(robust_table, attack, "robust_table")
-    base = rows[(rows["model"] == baseline) & (rows["eps"] > 0)]
-    if base.empty:
-        raise InputError(f"robust_table has no {attack!r} rows at eps > 0 for the baseline {baseline!r}")
-    clean_by_seed = _clean_by_seed(rows, baseline)
-    clean = math.nan if clean_by_seed is None else float(clean_by_seed.mean())
-    out = []
-    for eps, acc in base.groupby("eps", sort=True)["robust_acc"].mean().items():
-        reason = None
-        if floor is not None and acc <= floor:
-            reason = f"at the floor: {baseline} keeps {acc:.1%} (<= floor {floor:.1%})"
-        elif ceiling_gap is not None and not math.isnan(clean) and acc >= clean - ceiling_gap:
-            reason = (
-                f"at the ceiling: {baseline} keeps {acc:.1%}, within {ceiling_gap:.1%} of its clean accuracy "
-                f"{clean:.1%}"
-            )
-        out.append({"eps": float(eps), "baseline_robust_acc": float(acc), "reason": reason})
-    frame = pd.DataFrame(out).assign(baseline_clean_acc=clean)
-    frame["informative"] = [r["reason"] is None for r in out]
-    frame["reason"] = pd.Series(
-        [r["reason"] for r in out], index=frame.index, dtype=object
-    )  # None stays None
-    return frame[["eps", "baseline_robust_acc", "baseline_clean_acc", "informative", "reason"]]
+    models = list(map(str, pd.unique(rows["model"])))
+    others = [m for m in models if m != baseline]
+    if se_model is None:
+        if len(others) != 1:
+            raise InputError(f"robust_table holds the SE models {others}; pass se_model= to name the twin")
+        se_model = others[0]
+    means = []
+    for m in (baseline, se_model):
+        mine = rows[(rows["model"] == m) & (rows["eps"] > 0)]
+        if mine.empty:
+            raise InputError(f"robust_table has no {attack!r} rows at eps > 0 for {m!r}")
+        means.append(mine.groupby("eps")["robust_acc"].mean())
+    pair = pd.concat(means, axis=1, keys=["b", "s"], join="inner").sort_index()
+    cleans = [_clean_by_seed(rows, m) for m in (baseline, se_model)]
+    clean = math.nan if any(c is None for c in cleans) else float((cleans[0].mean() + cleans[1].mean()) / 2)
+    acc = pair.mean(axis=1).to_numpy()
+    keep = informative_mask(acc, None if math.isnan(clean) else clean, floor=floor, ceiling_gap=ceiling_gap)
+    reasons: list[str | None] = []
+    for a, k in zip(acc, keep):
+        if k:
+            reasons.append(None)
+        elif floor is not None and a <= floor:
+            reasons.append(f"at the floor: the pair keeps {a:.1%} on average (<= floor {floor:.1%})")
+        else:
+            reasons.append(f"at the ceiling: the pair keeps {a:.1%}, within {ceiling_gap:.1%} of its clean "
+                           f"accuracy {clean:.1%}")
+    frame = pd.DataFrame({"eps": pair.index.astype(float), "baseline_robust_acc": pair["b"].to_numpy(),
+                          "se_robust_acc": pair["s"].to_numpy(), "pair_robust_acc": acc, "pair_clean_acc": clean,
+                          "informative": keep})
+    frame["reason"] = pd.Series(reasons, index=frame.index, dtype=object)  # None stays None
+    return frame
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -192,6 +217,7 @@ def headline_table(
     confidence: float = 0.95,
     per_255: bool = False,
     n_resamples: int = 10_000,
+    per_example: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """RobustBench-style summary: one row per member, clean and robust accuracy at a few named budgets.
 
@@ -204,6 +230,8 @@ def headline_table(
         confidence: coverage of the difference's interval.
         per_255: label budgets ``k/255`` where they are (``robust_acc@8/255``), else ``%g``.
         n_resamples: bootstrap resamples (the interval is the bootstrap one only from 20 seeds on).
+        per_example: per-image correctness (as :func:`serobust.verdicts.verdict` takes it); with it the
+            difference's interval covers seeds and test images, as the verdict's does.
 
     Returns:
         One row per member (baseline first, then the others in order of appearance): ``model``,
@@ -245,6 +273,132 @@ def headline_table(
                 diff = _budget_difference(
                     cells, baseline, model, chosen, confidence=confidence, n_resamples=n_resamples
                 )
+                seeds = sorted(set(cells.index.get_level_values("seed")))
+                base, se, _ = per_image_arrays(per_example, attack=attack, baseline=baseline, se_model=model,
+                                               seeds=seeds, eps=chosen)
+                if base.size:  # the verdict's interval over seeds and images
+                    res = robustness_test(base, se, informative=np.ones(len(chosen), dtype=bool),
+                                          confidence=confidence)
+                    diff = {"mean_diff": float(res["mean"]), "ci_low": float(res["ci_low"]),
+                            "ci_high": float(res["ci_high"])}
         row.update(diff=diff["mean_diff"], diff_ci_low=diff["ci_low"], diff_ci_high=diff["ci_high"])
         out.append(row)
     return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the robustness criterion on arrays (the verdict's and the calibration benchmark's code)
+
+
+def informative_mask(
+    pair_acc: Any, pair_clean: Any = None, *, floor: float | None = FLOOR, ceiling_gap: float | None = CEILING_GAP
+) -> np.ndarray:
+    """Which budgets are informative, from the PAIR's mean robust accuracy; arrays of shape ``(..., n_eps)``.
+
+    A budget is dropped when the mean of the two twins' robust accuracies is at the floor (``<= floor``) or
+    within ``ceiling_gap`` of the pair's mean clean accuracy ``pair_clean`` (shape ``(...)``; None or NaN:
+    no ceiling). The pair's mean cannot favour either twin: under no effect, the sum and the difference of
+    two equally variable accuracies are uncorrelated, so choosing on the sum does not bias the difference
+    (choosing on the baseline alone would drop exactly the budgets where only the SE twin keeps accuracy).
+    """
+    acc = np.asarray(pair_acc, dtype=np.float64)
+    keep = np.ones(acc.shape, dtype=bool)
+    if floor is not None:
+        keep &= acc > floor
+    if ceiling_gap is not None and pair_clean is not None:
+        clean = np.asarray(pair_clean, dtype=np.float64)[..., None]
+        keep &= ~(acc >= clean - ceiling_gap)  # NaN clean: comparison False, budget kept
+    return keep
+
+
+def robustness_test(
+    base: Any,
+    se: Any,
+    *,
+    pair_clean: Any = None,
+    informative: Any = None,
+    floor: float | None = FLOOR,
+    ceiling_gap: float | None = CEILING_GAP,
+    min_effect: float = 0.01,
+    confidence: float = 0.95,
+    power: float = 0.8,
+) -> dict[str, np.ndarray]:
+    """The robustness criterion from per-image correctness: budgets, interval, outcome, power; vectorised.
+
+    Args:
+        base, se: correctness (0/1) of the baseline and its SE twin, shape ``(..., n_seeds, n_images,
+            n_eps)``, the same images in the same order for both and for every seed.
+        pair_clean: the pair's mean clean accuracy, shape ``(...)`` (None: no ceiling rule).
+        informative: a bool mask ``(..., n_eps)`` to use instead of :func:`informative_mask`.
+        floor, ceiling_gap: the informative-budget rules.
+        min_effect: the margin of practical size (fraction); "supported" needs the interval above it.
+        confidence, power: interval coverage and the power of the stated minimum detectable effect.
+
+    Returns:
+        dict of arrays over the leading dims: ``informative`` ``(..., n_eps)``, ``n_budgets``, ``outcome``
+        (:func:`serobust.stats.decide`; "inconclusive" without an informative budget), and the
+        :func:`serobust.stats.crossed_mean_ci` fields of the per-image difference averaged over the
+        informative budgets (``mean``, ``se``, ``df``, ``ci_low``, ``ci_high``, variance components), plus
+        ``mde`` (:func:`serobust.stats.minimum_detectable_effect`) and the claim p values ``p_supported``,
+        ``p_not_supported``, ``p_opposite`` (:func:`serobust.stats.claim_p_values`).
+    """
+    from .stats import claim_p_values, crossed_mean_ci, decide, minimum_detectable_effect
+
+    base = np.asarray(base, dtype=np.float64)
+    se = np.asarray(se, dtype=np.float64)
+    if base.shape != se.shape or base.ndim < 3:
+        raise InputError(
+            f"base and se must have the same shape (..., n_seeds, n_images, n_eps), got {base.shape} and {se.shape}"
+        )
+    if informative is None:
+        pair_acc = (base.mean(axis=(-3, -2)) + se.mean(axis=(-3, -2))) / 2.0  # (..., n_eps)
+        informative = informative_mask(pair_acc, pair_clean, floor=floor, ceiling_gap=ceiling_gap)
+    informative = np.broadcast_to(np.asarray(informative, dtype=bool), base.shape[:-3] + base.shape[-1:])
+    k = informative.sum(axis=-1)  # (...)
+    weights = informative / np.maximum(k, 1)[..., None]  # (..., n_eps), 0 where not informative
+    d = ((se - base) * weights[..., None, None, :]).sum(axis=-1)  # (..., n_seeds, n_images)
+    ci = crossed_mean_ci(d, confidence=confidence)
+    none = k == 0
+    for key in ("mean", "se", "df", "ci_low", "ci_high"):
+        ci[key] = np.where(none, np.nan, ci[key])
+    outcome = decide(ci["ci_low"], ci["ci_high"], margin=min_effect)
+    alpha = 1.0 - confidence
+    mde = minimum_detectable_effect(ci["se"], ci["df"], alpha=alpha, power=power, margin=min_effect)
+    p = claim_p_values(ci["mean"], ci["se"], ci["df"], margin=min_effect)
+    return {**ci, "informative": informative, "n_budgets": k, "outcome": outcome, "mde": mde,
+            "p_supported": p["supported"], "p_not_supported": p["not_supported"], "p_opposite": p["opposite"]}
+
+
+def per_image_arrays(per_example: pd.DataFrame | None, *, attack: str, baseline: str, se_model: str,
+               seeds: list[Any], eps: list[float]) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(base, se, why_not)``: correctness arrays ``(seeds, images, eps)`` of the pair, or empty arrays and why.
+
+    From an ``evaluate(per_example=True)`` table (``seed, model, attack, eps, index, robust_correct``); the
+    arrays exist only when every (seed, model, eps) cell was scored on the same images.
+    """
+    if per_example is None:
+        return np.empty(0), np.empty(0), "no per-image table was given"
+    need = ["seed", "model", "attack", "eps", "index", "robust_correct"]
+    missing = [c for c in need if c not in per_example.columns]
+    if missing:
+        return np.empty(0), np.empty(0), f"the per-image table lacks column(s) {missing}"
+    rows = per_example[(per_example["attack"] == attack) & per_example["model"].isin([baseline, se_model])
+                       & per_example["eps"].isin(eps) & per_example["seed"].isin(seeds)]
+    if rows.empty:
+        return np.empty(0), np.empty(0), f"the per-image table has no {attack!r} rows for this pair"
+    _check_no_nan(rows, ["seed", "model", "eps", "index", "robust_correct"], "per_example")
+    flags = _check_flags(rows, "robust_correct", "per_example").astype(np.float64)
+    wide = rows.assign(_c=flags.to_numpy()).pivot_table(
+        index=["seed", "index"], columns=["model", "eps"], values="_c", aggfunc="mean")
+    cols = pd.MultiIndex.from_product([[baseline, se_model], eps])
+    images = wide.index.get_level_values("index")
+    per_seed = {s: set(images[wide.index.get_level_values("seed") == s]) for s in seeds}
+    if len({frozenset(v) for v in per_seed.values()}) != 1 or any(not v for v in per_seed.values()):
+        return np.empty(0), np.empty(0), "the seeds were not scored on the same images"
+    wide = wide.reindex(columns=cols)
+    if wide.isna().any().any():
+        return np.empty(0), np.empty(0), "some (seed, model, eps) cells have no per-image rows"
+    n, m = len(seeds), len(next(iter(per_seed.values())))
+    wide = wide.sort_index()
+    arr = wide.to_numpy().reshape(n, m, 2, len(eps))  # (seeds, images, model, eps)
+    return arr[:, :, 0, :], arr[:, :, 1, :], ""

@@ -53,24 +53,43 @@ def test_informative_budgets_floor_ceiling_and_switches():
     for s in range(3):
         for eps, acc in ((0.0, 0.9), (0.01, 0.89), (0.05, 0.5), (0.1, 0.02), (0.2, 0.0)):
             rows += [{"seed": s, "model": "baseline", "attack": "pgd", "eps": eps, "robust_acc": acc}]
-            rows += [{"seed": s, "model": "se", "attack": "pgd", "eps": eps, "robust_acc": 0.3}]
+            rows += [{"seed": s, "model": "se", "attack": "pgd", "eps": eps, "robust_acc": acc}]
     table = sr.informative_budgets(pd.DataFrame(rows), attack="pgd")
-    assert table.columns.tolist() == ["eps", "baseline_robust_acc", "baseline_clean_acc", "informative", "reason"]
+    assert table.columns.tolist() == ["eps", "baseline_robust_acc", "se_robust_acc", "pair_robust_acc",
+                                      "pair_clean_acc", "informative", "reason"]
     assert table.eps.tolist() == [0.01, 0.05, 0.1, 0.2]  # eps = 0 is the clean accuracy, not a budget
     assert table.informative.tolist() == [False, True, False, False]
     assert table.reason[0].startswith("at the ceiling") and table.reason[1] is None
-    assert table.reason[2].startswith("at the floor: baseline keeps 2.0%")  # exactly at the floor counts
-    assert table.baseline_clean_acc.tolist() == pytest.approx([0.9] * 4)
+    assert table.reason[2].startswith("at the floor: the pair keeps 2.0%")  # exactly at the floor counts
+    assert table.pair_clean_acc.tolist() == pytest.approx([0.9] * 4)
     off = sr.informative_budgets(pd.DataFrame(rows), attack="pgd", floor=None, ceiling_gap=None)
     assert off.informative.all() and off.reason.isna().all()
     # without eps = 0 rows the clean accuracy comes from a clean_acc column, else the ceiling is not applied
     no_clean = pd.DataFrame(rows).query("eps > 0")
-    assert math.isnan(sr.informative_budgets(no_clean, attack="pgd").baseline_clean_acc[0])
+    assert math.isnan(sr.informative_budgets(no_clean, attack="pgd").pair_clean_acc[0])
     assert sr.informative_budgets(no_clean, attack="pgd").informative.tolist() == [True, True, False, False]
     with_col = no_clean.assign(clean_acc=0.9)
     assert sr.informative_budgets(with_col, attack="pgd").informative.tolist() == [False, True, False, False]
     with pytest.raises(ValueError, match=r"attacks present: \['pgd'\]"):
         sr.informative_budgets(pd.DataFrame(rows), attack="fgsm")
+
+
+def test_informative_budgets_use_the_pairs_mean_not_the_baseline():
+    # the baseline at the floor, the SE twin at 50%: the pair's mean (25%) is informative, so it is tested
+    rows = []
+    for s in range(3):
+        for model, accs in (("baseline", (0.9, 0.6, 0.0)), ("se", (0.9, 0.6, 0.5))):
+            rows += [{"seed": s, "model": model, "attack": "pgd", "eps": e, "robust_acc": a}
+                     for e, a in zip((0.0, 0.1, 0.3), accs)]
+    table = sr.informative_budgets(pd.DataFrame(rows), attack="pgd").set_index("eps")
+    assert bool(table.loc[0.3, "informative"]) and table.loc[0.3, "pair_robust_acc"] == pytest.approx(0.25)
+    # the array rule the verdict and the calibration benchmark run gives the same answer
+    mask = R.informative_mask(np.array([0.6, 0.25, 0.01, 0.89]), 0.9)
+    assert mask.tolist() == [True, True, False, False]
+    several = pd.concat([pd.DataFrame(rows), pd.DataFrame(rows).query("model == 'se'").assign(model="se_r8")])
+    with pytest.raises(ValueError, match="se_model="):
+        sr.informative_budgets(several, attack="pgd")
+    assert sr.informative_budgets(several, attack="pgd", se_model="se_r8").informative.tolist() == [True, True]
 
 
 def _independent_headline(frame: pd.DataFrame, budgets: list[float]) -> pd.DataFrame:
@@ -119,7 +138,7 @@ def test_headline_table_matches_an_independent_pandas_computation():
 def test_headline_table_diff_is_the_verdicts_effect_at_its_tested_budgets():
     frame = _sweep()
     pair = frame[frame.model.isin(["baseline", "se_r4"])][["seed", "model", "attack", "eps", "robust_acc"]]
-    verdict = sr.verdict(pair, None, None, attack=PGD, se_model="se_r4")
+    verdict = sr.verdict(pair, None, None, attack=PGD, se_model="se_r4").to_dict()
     rob = next(c for c in verdict["criteria"] if c["id"] == "robustness")
     assert 1 <= len(rob["budgets_tested"]) < len(EPS) - 1  # the sweep reaches the floor at 16/255
     table = sr.headline_table(frame, attack=PGD, budgets=rob["budgets_tested"]).set_index("model")
@@ -145,3 +164,23 @@ def test_headline_table_input_errors():
         sr.headline_table(frame, attack=PGD, budgets=[4 / 255], baseline="base")
     with pytest.raises(ValueError, match="'robust_acc' has 1 NaN"):
         sr.headline_table(frame.assign(robust_acc=frame.robust_acc.where(frame.index != 2)), attack=PGD, budgets=[4 / 255])
+
+
+def test_headline_table_with_per_image_results_gives_the_verdicts_crossed_interval():
+    rng = np.random.default_rng(4)
+    rows, per = [], []
+    for seed in range(3):
+        base = rng.random(100) < 0.5
+        se = np.where(rng.random(100) < 0.7, base, rng.random(100) < 0.55)
+        for model, flags in (("baseline", base), ("se", se)):
+            rows += [{"seed": seed, "model": model, "attack": "pgd", "eps": 0.0, "robust_acc": 0.97},
+                     {"seed": seed, "model": model, "attack": "pgd", "eps": 0.1, "robust_acc": flags.mean()}]
+            per += [{"seed": seed, "model": model, "attack": "pgd", "eps": 0.1, "index": i, "robust_correct": f}
+                    for i, f in enumerate(flags)]
+    robust, per_example = pd.DataFrame(rows), pd.DataFrame(per)
+    rob = next(c for c in sr.verdict(robust, None, None, per_example=per_example).criteria if c.id == "robustness")
+    table = sr.headline_table(robust, attack="pgd", budgets=[0.1], per_example=per_example).set_index("model")
+    assert (table.loc["se", "diff"], table.loc["se", "diff_ci_low"], table.loc["se", "diff_ci_high"]) == \
+        pytest.approx((rob.effect, rob.ci_low, rob.ci_high))
+    seed_only = sr.headline_table(robust, attack="pgd", budgets=[0.1]).set_index("model")
+    assert seed_only.loc["se", "diff"] == pytest.approx(rob.effect)

@@ -262,20 +262,24 @@ def test_robust_accuracy_table_input_errors():
 @pytest.mark.parametrize(
     "effect, low, high, expect, threshold, min_effect, outcome",
     [
-        # a gain H1 expects above 0 by more than min_effect
+        # a gain H1 expects above 0 by more than min_effect: the interval must lie wholly above it
         (0.05, 0.03, 0.07, "above", 0.0, 0.01, "supported"),
-        (-0.135, -0.172, -0.098, "above", 0.0, 0.01, "opposite"),  # wholly below 0: less robust
-        (-0.135, -0.135, -0.135, "above", 0.0, 0.01, "opposite"),  # a constant loss, zero spread
-        (0.0, 0.0, 0.0, "above", 0.0, 0.01, "not supported"),  # exact 0, zero spread: below min_effect
+        (0.02, 0.005, 0.035, "above", 0.0, 0.01, "inconclusive"),  # above 0 but not wholly above 0.01
+        (-0.135, -0.172, -0.098, "above", 0.0, 0.01, "opposite"),  # wholly below -0.01: less robust
+        (-0.005, -0.008, -0.002, "above", 0.0, 0.01, "not supported"),  # a loss smaller than the margin
+        (-0.02, -0.03, -0.005, "above", 0.0, 0.01, "not supported"),  # below 0, not wholly below -0.01
+        (0.0, 0.0, 0.0, "above", 0.0, 0.01, "not supported"),  # exact 0: within the margin
         (0.0, 0.0, 0.0, "above", 0.0, 0.0, "inconclusive"),  # ... and with no margin it touches 0
         (0.004, 0.002, 0.006, "above", 0.0, 0.01, "not supported"),  # above 0, below practical size
         (-0.002, -0.004, 0.005, "above", 0.0, 0.01, "not supported"),  # contains 0, but short of 0.01
-        (0.008, 0.006, 0.012, "above", 0.0, 0.01, "inconclusive"),  # above 0, estimate within margin
-        (0.02, -0.01, 0.05, "above", 0.0, 0.01, "inconclusive"),  # contains 0
+        (0.02, -0.01, 0.05, "above", 0.0, 0.01, "inconclusive"),  # contains 0 and reaches past 0.01
         (0.05, math.nan, math.nan, "above", 0.0, 0.01, "inconclusive"),  # one seed
-        # a ratio H1 expects below 1
-        (0.7, 0.6, 0.8, "below", 1.0, 0.0, "supported"),
-        (1.3, 1.2, 1.4, "below", 1.0, 0.0, "opposite"),  # the gate amplifies
+        # a ratio H1 expects below 1 by a 5% margin
+        (0.7, 0.6, 0.8, "below", 1.0, 0.05, "supported"),
+        (0.94, 0.92, 0.96, "below", 1.0, 0.05, "inconclusive"),  # below 1, not wholly below 0.95
+        (1.3, 1.2, 1.4, "below", 1.0, 0.05, "opposite"),  # the gate amplifies beyond the margin
+        (1.0, 0.97, 1.03, "below", 1.0, 0.05, "not supported"),  # within [0.95, 1.05]: equivalent to 1
+        (1.04, 1.02, 1.07, "below", 1.0, 0.05, "not supported"),  # above 1, not wholly above 1.05
         (1.0, 0.9, 1.1, "below", 1.0, 0.0, "inconclusive"),
         (0.97, 0.96, 0.99, "below", 1.0, 0.05, "not supported"),  # below 1 but not below 0.95
     ],
@@ -303,3 +307,135 @@ def test_judge_rejects_bad_options():
         S.judge(0.1, 0.0, 0.2, expect="greater")
     with pytest.raises(ValueError, match="min_effect must be >= 0"):
         S.judge(0.1, 0.0, 0.2, min_effect=-0.01)
+
+
+def test_decide_is_judge_on_arrays():
+    rng = np.random.default_rng(1)
+    low = rng.normal(0, 0.03, 300)
+    high = low + rng.uniform(0, 0.05, 300)
+    got = S.decide(low, high, margin=0.01)
+    assert list(got) == [S.judge(0.0, lo, hi, min_effect=0.01)[0] for lo, hi in zip(low, high)]
+    assert set(got) == set(S.OUTCOMES) - {"inconclusive"} | {"inconclusive"}  # every outcome occurs
+
+
+def _anova_by_hand(d):
+    """Two-way mean squares with explicit loops (no shared code with crossed_mean_ci)."""
+    n, m = len(d), len(d[0])
+    grand = sum(sum(r) for r in d) / (n * m)
+    rows = [sum(r) / m for r in d]
+    cols = [sum(d[i][j] for i in range(n)) / n for j in range(m)]
+    ms_seed = m * sum((r - grand) ** 2 for r in rows) / (n - 1)
+    ms_image = n * sum((c - grand) ** 2 for c in cols) / (m - 1)
+    ms_res = sum((d[i][j] - rows[i] - cols[j] + grand) ** 2 for i in range(n) for j in range(m)) / ((n - 1) * (m - 1))
+    return grand, ms_seed, ms_image, ms_res
+
+
+def test_crossed_interval_against_a_hand_computation():
+    rng = np.random.default_rng(2)
+    n, m = 4, 50
+    seed_effect = rng.normal(0, 0.1, (n, 1))
+    image_effect = rng.normal(0, 0.3, (1, m))
+    d = (rng.random((n, m)) < 0.2).astype(float) - (rng.random((n, m)) < 0.2) + seed_effect + image_effect
+    got = S.crossed_mean_ci(d)
+    grand, ms_seed, ms_image, ms_res = _anova_by_hand(d.tolist())
+    assert ms_seed / (n * m) > ms_res / (n * m)  # the seed part binds here (no floor)
+    a, b = ms_seed / (n * m), max(ms_image - ms_res, 0) / (n * m)
+    assert b > 0
+    df_b = (ms_image - ms_res) ** 2 / (ms_image**2 / (m - 1) + ms_res**2 / ((n - 1) * (m - 1)))
+    df = (a + b) ** 2 / (a**2 / (n - 1) + b**2 / df_b)
+    half = sps.t.ppf(0.975, df) * math.sqrt(a + b)
+    assert float(got["mean"]) == pytest.approx(grand)
+    assert float(got["df"]) == pytest.approx(df)
+    assert (float(got["ci_low"]), float(got["ci_high"])) == pytest.approx((grand - half, grand + half))
+    assert float(got["var_seed"]) == pytest.approx((ms_seed - ms_res) / m)
+    # vectorised: a stack of studies gives each study's own answer
+    stack = S.crossed_mean_ci(np.stack([d, d[::-1], d * 0.5]))
+    assert stack["ci_low"].shape == (3,) and stack["ci_low"][0] == pytest.approx(float(got["ci_low"]))
+
+
+def test_coinciding_seeds_never_give_a_zero_width_interval():
+    # every seed loses exactly one of 30 digits: the seed-level t interval has zero width (and p = 0)
+    d = np.zeros((3, 30))
+    d[:, 0] = -1.0  # the same digit lost in every seed
+    r = S.crossed_mean_ci(d)
+    assert float(r["ci_high"] - r["ci_low"]) > 0.02
+    assert float(r["ci_low"]) < -1 / 30 < float(r["ci_high"])
+    assert S.decide(r["ci_low"], r["ci_high"], margin=0.01)[()] != "opposite"
+    d2 = np.zeros((3, 30))
+    d2[[0, 1, 2], [0, 1, 2]] = -1.0  # a different digit in each seed
+    r2 = S.crossed_mean_ci(d2)
+    assert float(r2["ci_high"] - r2["ci_low"]) > 0.02 and S.decide(r2["ci_low"], r2["ci_high"], margin=0.01)[()] \
+        not in ("supported", "opposite")
+    # no discordant image at all: Agresti-Min pseudo-counts keep a width, no claim either way
+    zero = S.crossed_mean_ci(np.zeros((3, 30)))
+    assert float(zero["ci_high"]) > 0.01 and float(zero["ci_low"]) < -0.01
+    assert S.decide(zero["ci_low"], zero["ci_high"], margin=0.01)[()] == "inconclusive"
+    assert np.isnan(S.crossed_mean_ci(np.zeros((1, 30)))["ci_low"])  # one seed: no interval
+
+
+def test_holm_matches_the_step_down_definition():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
+    assert S.holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert S.holm([0.5]).tolist() == [0.5] and S.holm([]).size == 0
+    assert S.holm([0.3, 0.4]).tolist() == pytest.approx([0.6, 0.6])
+
+
+def test_claim_p_values_agree_with_the_interval():
+    rng = np.random.default_rng(3)
+    effect, se, df = rng.normal(0, 0.03, 500), rng.uniform(0.005, 0.02, 500), rng.integers(2, 50, 500)
+    half = sps.t.ppf(0.975, df) * se
+    p = S.claim_p_values(effect, se, df, margin=0.01)
+    outcome = S.decide(effect - half, effect + half, margin=0.01)
+    assert ((p["supported"] < 0.05) == (outcome == "supported")).all()
+    assert ((p["opposite"] < 0.05) == (outcome == "opposite")).all()
+    assert ((p["not_supported"] < 0.05) == np.isin(outcome, ["not supported", "opposite"])).all()
+
+
+def test_minimum_detectable_effect_against_the_normal_formula_and_noncentral_t():
+    # many degrees of freedom: the normal-approximation formula m + (z_0.975 + z_0.8) se
+    se = 0.012
+    assert float(S.minimum_detectable_effect(se, 1e6, margin=0.01)) == pytest.approx(
+        0.01 + (1.959964 + 0.841621) * se, rel=1e-5)
+    # few degrees of freedom: a true gain of the MDE is called supported in about 80% of studies
+    df, se = 4, 0.01
+    mde = float(S.minimum_detectable_effect(se, df, margin=0.01))
+    crit = 0.01 / se + sps.t.ppf(0.975, df)  # supported: (est - 0.01) / se > t_0.975
+    power = sps.nct.sf(crit, df, mde / se)
+    assert 0.75 < power < 0.85
+    # planning by simulating the procedure: where the seed part always binds it is the paired t test, whose
+    # exact power comes from the noncentral t distribution
+    from scipy.optimize import brentq
+
+    n, sigma = 5, 0.1
+    exact = brentq(lambda delta: sps.nct.sf(sps.t.ppf(0.975, n - 1), n - 1, delta / (sigma / math.sqrt(n))) - 0.8,
+                   1e-4, 1.0)
+    planned = S.planned_mde(sigma**2, 0.0, 1e-6, n, 50, n_sims=4000)
+    assert planned == pytest.approx(exact, rel=0.06)
+    # more seeds or more images never make it larger (same simulation seed)
+    assert S.planned_mde(0.0004, 0.0, 0.2, 10, 200) < S.planned_mde(0.0004, 0.0, 0.2, 3, 200)
+    assert S.planned_mde(0.0, 0.0, 0.2, 3, 1000) < S.planned_mde(0.0, 0.0, 0.2, 3, 200)
+    assert math.isnan(S.planned_mde(0.0004, 0.0, 0.2, 1, 200))
+
+
+def test_robust_accuracy_table_uses_the_crossed_interval_where_per_image_results_exist():
+    rng = np.random.default_rng(6)
+    rows, per = [], []
+    flags = {}
+    for seed in range(3):
+        for model in ("baseline", "se"):
+            for eps in (0.1, 0.2):
+                f = rng.random(60) < (0.6 - eps)
+                flags[seed, model, eps] = f
+                rows.append({"seed": seed, "model": model, "attack": "pgd", "eps": eps, "robust_acc": f.mean()})
+                if eps == 0.1:  # per-image rows for one budget only
+                    per += [{"seed": seed, "model": model, "attack": "pgd", "eps": eps, "index": i,
+                             "robust_correct": bool(v)} for i, v in enumerate(f)]
+    table = S.robust_accuracy_table(pd.DataFrame(rows), per_example=pd.DataFrame(per)).set_index("eps")
+    d = np.array([flags[s, "se", 0.1].astype(float) - flags[s, "baseline", 0.1] for s in range(3)])
+    ref = S.crossed_mean_ci(d)
+    assert table.loc[0.1, "ci_method"] == "crossed seeds x images" and table.loc[0.1, "n_images"] == 60
+    assert (table.loc[0.1, "ci_low"], table.loc[0.1, "ci_high"]) == pytest.approx(
+        (float(ref["ci_low"]), float(ref["ci_high"])))
+    assert table.loc[0.1, "mean_diff"] == pytest.approx(float(ref["mean"]))
+    assert table.loc[0.2, "ci_method"] == "t" and table.loc[0.2, "ci_low"] == table.loc[0.2, "t_ci_low"]

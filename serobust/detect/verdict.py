@@ -77,10 +77,10 @@ def detection_verdict(frame: pd.DataFrame, *, attack: str = "pgd", margin: float
 
 
 def detection_criterion(frame: pd.DataFrame, *, attack: str = "pgd", margin: float = 0.05, level: float = 0.7,
-                        confidence: float = 0.95, n_resamples: int = 10_000) -> dict:
-    """The verdict criterion across seeds: "the excitation signals the attack beyond the baseline control, and
-    survives the adaptive attack".
+                        confidence: float = 0.95, n_resamples: int = 10_000):
+    """The detector's criterion across seeds, for the verdict's declared criterion list (``counts=False``).
 
+    "The excitation signals the attack beyond the baseline control, and survives the adaptive attack".
     Per seed (the unit of replication, as everywhere in the verdict): the AUROC difference excitation minus
     pooled control against ``attack``, and the excitation detector's AUROC under the adaptive attack, each
     averaged over eps. Both are judged by :func:`serobust.stats.judge` on their t intervals: the difference
@@ -88,14 +88,19 @@ def detection_criterion(frame: pd.DataFrame, *, attack: str = "pgd", margin: flo
     "opposite" when the excitation detector is worse than the control (its difference interval below 0),
     "not supported" when either part is not supported or opposite, else "inconclusive".
 
+    The detector is reported beside H1, not as part of it: H1 is the conjecture that SE gates damp
+    adversarial sensitivity; the detector is a use of the excitations, so it joins the verdict's criterion
+    list with ``counts=False`` (outside the conjunction and the Holm family) and the summary says so.
+
     Args:
         frame: :func:`detection_analysis` frames of several seeds, with a ``seed`` column.
 
     Returns:
-        A criterion dict like the verdict's (``id`` ``excitation_detector``, ``role`` ``detector``), with the
-        adaptive part in ``adaptive_auroc``, ``adaptive_ci_low``, ``adaptive_ci_high``.
+        A :class:`serobust.verdicts.Criterion` (``id`` ``excitation_detector``, ``role`` ``detector``), with
+        the adaptive part in ``extra``: ``adaptive_auroc``, ``adaptive_ci_low``, ``adaptive_ci_high``.
     """
-    from ..stats import judge, mean_ci
+    from ..stats import claim_p_values, judge, mean_ci
+    from ..verdicts import Criterion
 
     if "seed" not in frame.columns:
         frame = frame.assign(seed=0)
@@ -110,9 +115,8 @@ def detection_criterion(frame: pd.DataFrame, *, attack: str = "pgd", margin: flo
                  f"pooled features (AUROC difference > {margin:g}) and keeps AUROC >= {level:g} under an adaptive "
                  "attack that also lowers its score.")
     if diff.empty or adaptive.empty:
-        return {"id": "excitation_detector", "role": "detector", "statement": statement, "outcome": "inconclusive",
-                "effect": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n_seeds": 0,
-                "detail": "no detection results with finite AUROCs (no successful adversarial examples?)"}
+        return Criterion("excitation_detector", "detector", statement, counts=False,
+                         detail="no detection results with finite AUROCs (no successful adversarial examples?)")
     d = mean_ci(diff.to_numpy(), confidence=confidence, n_resamples=n_resamples)
     a = mean_ci(adaptive.to_numpy(), confidence=confidence, n_resamples=n_resamples)
     beyond, why_beyond = judge(d["mean"], d["ci_low"], d["ci_high"], expect="above", threshold=margin)
@@ -128,7 +132,10 @@ def detection_criterion(frame: pd.DataFrame, *, attack: str = "pgd", margin: flo
     detail = (f"AUROC excitation minus pooled control against {attack}: {d['mean']:+.3f} [{d['ci_low']:+.3f}, "
               f"{d['ci_high']:+.3f}] ({why_beyond}); excitation AUROC under the adaptive attack: {a['mean']:.3f} "
               f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}] ({why_survives}); t intervals across {d['n']} seeds.")
-    return {"id": "excitation_detector", "role": "detector", "statement": statement, "outcome": outcome,
-            "effect": float(d["mean"]), "ci_low": float(d["ci_low"]), "ci_high": float(d["ci_high"]),
-            "n_seeds": int(d["n"]), "detail": detail, "adaptive_auroc": float(a["mean"]),
-            "adaptive_ci_low": float(a["ci_low"]), "adaptive_ci_high": float(a["ci_high"])}
+    se = d["sd"] / d["n"] ** 0.5 if d["n"] > 1 else float("nan")
+    p = claim_p_values(d["mean"], se, d["n"] - 1, threshold=margin)
+    return Criterion("excitation_detector", "detector", statement, outcome, d["mean"], d["ci_low"], d["ci_high"],
+                     d["n"], detail, counts=False, p_supported=float(p["supported"]),
+                     p_not_supported=float(p["not_supported"]), p_opposite=float(p["opposite"]),
+                     extra={"adaptive_auroc": float(a["mean"]), "adaptive_ci_low": float(a["ci_low"]),
+                            "adaptive_ci_high": float(a["ci_high"])})

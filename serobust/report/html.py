@@ -88,7 +88,7 @@ def _render(folder: Path, results: Mapping[str, Any], tables: Mapping[str, pd.Da
     views = table_views(tables, files=files, eps_label=style.eps_label)
     head = headline_frame(results, tables, style)
     parts = [("answer", ("seed", "pp", "interval", "supported", "not_supported", "opposite", "inconclusive",
-                         "informative")),
+                         "holm", "mde", "informative")),
              ("headline", ("params", "clean_acc", "robust_acc", "eps", "diff")),
              ("criteria", ("u", "z", "s", "damping", "z_over_u", "beyond_noise", "masking"))]
     parts += [(f"fig-{s.name}", s.terms) for s in specs]

@@ -90,11 +90,13 @@ def _paired(p: PlanInput) -> FigureSpec | None:
     shaded = " Shaded budgets were not tested by the verdict (not informative: see the verdict)." \
         if informative and not all(informative.values()) else ""
     twins = [m for m in p.style.palette if m != BASELINE and m in set(stats["model"])]
+    crossed = "ci_method" in stats and (stats["ci_method"] == "crossed seeds x images").any()
+    interval = "over seeds and the test images, the verdict's, with" if crossed else "t interval across"
     return FigureSpec(
         "paired_differences", "The paired difference the verdict tests",
         f"SE twin minus baseline robust accuracy under {attack_name(p.main)} ({p.main}), in percentage points: "
-        f"one dot per seed, diamonds the mean with its {int(round(p.style.confidence * 100))}% t interval "
-        f"across n = {', '.join(map(str, n)) or '?'} seeds (the robust-accuracy table's interval). Above 0: the "
+        f"one dot per seed, diamonds the mean with its {int(round(p.style.confidence * 100))}% interval "
+        f"({interval} n = {', '.join(map(str, n)) or '?'} seeds; the robust-accuracy table's interval). Above 0: the "
         f"SE twin keeps more accuracy.{shaded}",
         f"Dot plot: the per-seed difference in robust accuracy between each SE twin ({p.colours(twins)}) and the "
         f"baseline at each eps, with the mean and its interval as a diamond with error bars; a line at 0.",

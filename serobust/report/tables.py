@@ -49,9 +49,10 @@ def _mean_over_seeds(by: list[str], values: list[str]) -> Callable[[pd.DataFrame
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("robust_stats", "Robust accuracy: SE twin vs baseline per attack and budget",
               "Seed-paired differences (mean_diff = SE twin minus baseline) with t and bootstrap intervals; "
-              "ci_low/ci_high is the interval the verdict uses, t_p the paired t test.", ("diff", "interval"),
-              _columns("model", "attack", "eps", "n_seeds", "mean_baseline", "mean_model", "mean_diff", "ci_low",
-                       "ci_high", "ci_method", "t_p", "d_z")),
+              "ci_low/ci_high is the interval the verdict uses (over seeds and test images where per-image "
+              "results exist: ci_method), t_p the paired t test across seeds.", ("diff", "interval"),
+              _columns("model", "attack", "eps", "n_seeds", "n_images", "mean_baseline", "mean_model", "mean_diff",
+                       "ci_low", "ci_high", "ci_method", "t_p", "d_z")),
     TableSpec("robust_summary", "Robust accuracy per member across seeds",
               "Mean robust accuracy per member, attack and budget with its interval (the bands of Figure 1).",
               ("robust_acc",), _columns("model", "attack", "eps", "n", "mean", "ci_low", "ci_high", "ci_method")),
@@ -89,9 +90,11 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("references", "Published numbers beside ours",
               "Robust accuracy reported in the literature for a comparable training recipe, next to this study's "
               "mean over seeds for the same member, attack and budget (different code, seeds and schedules: "
-              "a sanity check of the setup, not a replication); for a published pair (pair column), that pair's "
-              "own measurement beside the library's published number.", ("robust_acc",),
-              _columns("member", "pair", "attack", "eps", "published_robust_acc", "measured_robust_acc", "ci_low",
+              "a sanity check of the setup, not a replication; protocol names how each reference was trained "
+              "where it differs from this study); for a published pair (pair column), that pair's own "
+              "measurement beside the library's published number.", ("robust_acc",),
+              _columns("member", "pair", "attack", "eps", "published_robust_acc", "protocol", "measured_robust_acc",
+                       "ci_low",
                        "ci_high", "published_clean_acc", "measured_clean_acc", "source")),
     TableSpec("autoattack_summary", "AutoAttack, component by component",
               "Robust accuracy after each AutoAttack component in turn (each runs on the images still robust), "

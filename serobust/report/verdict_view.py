@@ -15,7 +15,7 @@ from .figures import FigureStyle
 from .labels import attack_name, number, points
 
 __all__ = ["OUTCOMES", "outcome_class", "robustness_criterion", "tested_budgets", "informative_budgets",
-           "headline_sentence", "verdict_views"]
+           "headline_sentence", "power_sentence", "verdict_views"]
 
 #: Every outcome the verdict gives, in the order of the glossary.
 OUTCOMES = ("supported", "not supported", "opposite", "inconclusive")
@@ -41,7 +41,7 @@ def tested_budgets(crit: Mapping[str, Any]) -> list[float]:
 
 
 def informative_budgets(results: Mapping[str, Any]) -> dict[float, bool]:
-    """eps -> tested by the verdict (the baseline decides, so every twin agrees); ``{}`` in older results."""
+    """eps -> tested by the first twin's verdict (each pair's mean accuracy decides); ``{}`` in older results."""
     for v in results.get("verdict", {}).values():
         per_eps = robustness_criterion(v).get("per_eps", [])
         if any("informative" in p for p in per_eps):
@@ -82,6 +82,7 @@ def _criterion_row(crit: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": crit.get("id", ""), "role": crit.get("role", ""), "statement": crit.get("statement", ""),
             "outcome": crit.get("outcome", ""), "badge": outcome_class(crit.get("outcome")),
             "effect": _effect(crit, "effect"), "ci": f"[{low}, {high}]" if low and high else "",
+            "holm": number(crit.get("p_holm"), digits=2) if crit.get("counts", True) else "not counted",
             "detail": crit.get("detail", "")}
 
 
@@ -93,11 +94,29 @@ def _per_eps_rows(crit: Mapping[str, Any], style: FigureStyle) -> list[dict[str,
         rows.append({
             "eps": style.eps_label(p["eps"]), "outcome": p.get("outcome", ""), "badge": outcome_class(p.get("outcome")),
             "effect": points(p.get("effect")), "ci": f"[{low}, {high}]" if low and high else "",
-            "p": number(p.get("t_p"), digits=2), "n": p.get("n_seeds", ""),
+            "p": number(p.get("p_value", p.get("t_p")), digits=2), "n": p.get("n_seeds", ""),
             "tested": "" if informative is None else ("yes" if informative else "no"),
             "reason": p.get("reason") or "",
         })
     return rows
+
+
+def power_sentence(verdict: Mapping[str, Any]) -> str:
+    """The robustness criterion's power in one sentence ("" in older results without it)."""
+    power = verdict.get("power") or robustness_criterion(verdict).get("power") or {}
+    mde = power.get("mde")
+    if mde is None or mde != mde:
+        return ""
+    images = f" x {power['n_images']} test images" if power.get("n_images") else " (seed-only interval)"
+    text = (f"with {power.get('n_seeds', '?')} seeds{images}, the robustness criterion would call a true gain of "
+            f"{100 * mde:.1f} points or more supported with {power.get('power', 0.8):.0%} probability "
+            f"(minimum detectable effect at alpha {power.get('alpha', 0.05):g}, margin "
+            f"{100 * power.get('margin', 0):g} points included).")
+    plan = [p for p in power.get("planning", []) if p.get("mde") == p.get("mde")]
+    if plan:
+        text += " Simulated from the measured variance components (the verdict's own interval on each): " + "; ".join(
+            f"{p['seeds']} seeds x {p['images']} images {100 * p['mde']:.1f}" for p in plan) + " points."
+    return text
 
 
 def verdict_views(results: Mapping[str, Any], *, style: FigureStyle) -> list[dict[str, Any]]:
@@ -110,7 +129,7 @@ def verdict_views(results: Mapping[str, Any], *, style: FigureStyle) -> list[dic
             "twin": twin, "color": style.color(twin), "outcome": v.get("outcome", ""),
             "badge": outcome_class(v.get("outcome")),
             "headline": headline_sentence(twin, v, attack=attack, style=style),
-            "summary": v.get("summary", ""), "hypothesis": v.get("hypothesis", ""),
+            "summary": v.get("summary", ""), "hypothesis": v.get("hypothesis", ""), "power": power_sentence(v),
             "criteria": [_criterion_row(c) for c in v.get("criteria", [])],
             "per_eps": _per_eps_rows(crit, style),
             "tested": style.eps_label.many(crit.get("budgets_tested") or []),

@@ -78,16 +78,22 @@ def _examples(out: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
 
 def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack: str,
                twins: Sequence[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    """Add the statistics tables and compute one verdict per twin; returns ``(tables, verdicts)``."""
+    """Add the statistics tables and compute one verdict per twin; returns ``(tables, verdicts)``.
+
+    The verdicts are :meth:`serobust.verdicts.Verdict.to_dict` dicts (what results.json holds); their overall
+    outcomes are decided together (:func:`serobust.verdicts.decide_overall`: Holm across every twin's
+    criteria), and each robustness interval covers seeds and test images from the ``per_example`` table.
+    """
     from .. import headline_table, pooled_mcnemar, robust_accuracy_table, verdict
     from ..detect.verdict import detection_criterion
     from ..stats import mean_ci_by
+    from ..verdicts import decide_overall
 
     st = cfg.stats
     ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}
     per_255 = bool(cfg.eps_labels)  # the config wrote budgets as fractions: texts say 8/255, not 0.0313725
     per_seed = tables["robust"][["seed", "model", "attack", "eps", "robust_acc"]]
-    tables["robust_stats"] = robust_accuracy_table(per_seed, **ci)
+    tables["robust_stats"] = robust_accuracy_table(per_seed, per_example=tables.get("per_example"), **ci)
     tables["robust_summary"] = mean_ci_by(tables["robust"], by=["model", "attack", "eps"], value="robust_acc",
                                           unit="seed", **ci)
     if "per_example" in tables:
@@ -105,24 +111,27 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
                                                    value="rel_change", unit="seed", **ci)
     verdicts = {}
     diag = tables.get("diagnostics")
+    per_example = tables.get("per_example")
     for twin in twins:
         d = None
-        if diag is not None:  # one row per (model, check): a check passes only if it passed for every seed
-            d = diag[diag["model"].isin([BASELINE, twin])].groupby(["model", "check"], as_index=False)["passed"].all()
+        if diag is not None:  # every seed's rows: a check failing on ANY seed fails the guard (verdicts.py)
+            d = diag[diag["model"].isin([BASELINE, twin])]
         shift = tables["shift"][tables["shift"]["model"] == twin] if "shift" in tables else None
         verdicts[twin] = verdict(per_seed[per_seed["model"].isin([BASELINE, twin])], shift, d, se_model=twin,
-                                 attack=main_attack, alpha=1 - st.confidence, min_effect=st.min_effect,
-                                 n_resamples=st.n_resamples, floor=st.floor, ceiling_gap=st.ceiling_gap,
-                                 per_255=per_255)
-        if "detection" in tables:
-            verdicts[twin]["criteria"].append(detection_criterion(
+                                 per_example=per_example, attack=main_attack, alpha=1 - st.confidence,
+                                 min_effect=st.min_effect, mechanism_margin=st.mechanism_margin, floor=st.floor,
+                                 ceiling_gap=st.ceiling_gap, per_255=per_255)
+        if "detection" in tables:  # declared beside H1 (counts=False): reported, not part of the conjunction
+            verdicts[twin].criteria.append(detection_criterion(
                 tables["detection"][tables["detection"]["model"] == twin], margin=cfg.detect.margin,
                 level=cfg.detect.level, **ci))
+    decide_overall(list(verdicts.values()), alpha=1 - st.confidence)  # Holm across twins and their criteria
+    verdicts = {twin: v.to_dict() for twin, v in verdicts.items()}  # the JSON boundary (results.json)
     tested = sorted({e for v in verdicts.values() for e in _robustness(v).get("budgets_tested", [])})
     budgets = _named_budgets(tested, sorted(set(per_seed.loc[per_seed["eps"] > 0, "eps"])))
     if budgets:
         tables["headline"] = headline_table(per_seed, attack=main_attack, budgets=budgets, confidence=st.confidence,
-                                            per_255=per_255, n_resamples=st.n_resamples)
+                                            per_255=per_255, n_resamples=st.n_resamples, per_example=per_example)
     if "autoattack" in tables:
         tables["autoattack_summary"] = mean_ci_by(tables["autoattack"], by=["model", "eps", "step", "component"],
                                                   value="robust_acc", unit="seed", **ci)
@@ -156,7 +165,7 @@ def _references(cfg: StudyConfig, summary: pd.DataFrame, robust: pd.DataFrame) -
             clean = mine[mine["eps"] == 0]["clean_acc"]
         rows.append({"member": ref["member"], **({"pair": ref["pair"]} if "pair" in ref else {}),
                      "attack": hit["attack"].iloc[0] if len(hit) else ref["attack"],
-                     "eps": eps, "published_robust_acc": ref["robust_acc"],
+                     "eps": eps, "published_robust_acc": ref["robust_acc"], "protocol": ref.get("protocol", ""),
                      "measured_robust_acc": hit["mean"].iloc[0] if len(hit) else float("nan"),
                      "ci_low": hit["ci_low"].iloc[0] if len(hit) else float("nan"),
                      "ci_high": hit["ci_high"].iloc[0] if len(hit) else float("nan"),
