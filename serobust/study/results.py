@@ -21,7 +21,7 @@ from .tasks import Task
 __all__ = ["collect", "statistics", "SHIFT_QUANTITIES"]
 
 #: shift columns summarized across seeds (mean and interval per model, kind, eps)
-SHIFT_QUANTITIES = ("damping_ratio", "z_over_u", "s_rel_change", "z_rel_change", "u_rel_change")
+SHIFT_QUANTITIES = ("damping_ratio", "z_over_u", "s_rel_change", "z_rel_change", "u_rel_change", "absorb_ratio")
 
 
 def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:

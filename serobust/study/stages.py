@@ -116,7 +116,7 @@ def transfer(ctx, p, inputs, folder):
     return {"transfer": frame}
 
 
-@stage("probe")
+@stage("probe", version=2)  # 2: absorb_ratio and the gate split in the shift table
 def probe(ctx, p, inputs, folder):
     """Excitation shift of the twin under the attack vs random controls, and feature sensitivity of both."""
     from .. import excitation_shift, feature_sensitivity, generate, matched_layers, shift_analysis
