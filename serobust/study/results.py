@@ -42,7 +42,8 @@ STAGE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "transfer": (("transfer", "transfer"),),
     "probe": (("shift", "shift"), ("shift_channels", "channels"), ("sensitivity", "sensitivity")),
     "mechanism": (("interventions", "interventions"), ("adaptive", "adaptive"), ("profile_shift", "profile_shift")),
-    "autoattack": (("robust", "summary"), ("per_example", "per_example"), ("autoattack", "components")),
+    "autoattack": (("robust", "summary"), ("per_example", "per_example"), ("autoattack", "components"),
+                   ("diagnostics", "checks")),
     "detect": (("detection", "detection"),),
 }
 
