@@ -210,9 +210,10 @@ def _components(per_example: pd.DataFrame, label: str, names: list[str]) -> pd.D
     return pd.DataFrame(rows)
 
 
-@stage("detect")
+@stage("detect", version=2)  # 2: the within-twin control, adaptive weights, no random start
 def detect(ctx, p, inputs, folder):
-    """The excitation detector on the twin vs the pooled-feature control on the baseline, adaptive attack too."""
+    """The excitation detector on the twin vs pooled-feature controls on the twin and the baseline, adaptive
+    attack too."""
     from ..detect import detection_analysis
 
     d = p["detect"]
@@ -220,7 +221,8 @@ def detect(ctx, p, inputs, folder):
     x_fit, y_fit = fit.tensors()
     x, y = _head(ctx, p, d["size"])
     frame = detection_analysis(inputs["model"], inputs["baseline"], x_fit, y_fit, x, y, eps=d["eps"],
-                               adaptive_steps=d["adaptive_steps"], seed=p["seed"], batch_size=p["batch_size"])
+                               adaptive_steps=d["adaptive_steps"], adaptive_weight=list(d["adaptive_weights"]),
+                               seed=p["seed"], batch_size=p["batch_size"])
     return {"detection": frame}
 
 
