@@ -63,7 +63,7 @@ def compare(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
     torch.manual_seed(seed)
     ref = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device="cpu")
     ref.verbose = False
-    x_adv = ref.run_standard_evaluation(x, y, batch_size=batch_size)
+    x_adv, _ = ref.run_standard_evaluation(x, y, batch_size=batch_size)  # (x_adv, y_adv) in 0.2.0
     with torch.no_grad():
         theirs = model(x_adv).argmax(1) == y
         clean = model(x).argmax(1) == y
