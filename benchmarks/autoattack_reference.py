@@ -14,10 +14,15 @@ and prints both robust accuracies, the difference in images, and the per-image a
 to one run only). Both are randomized (random starts, Square's random search), so a few borderline images
 may differ; the implementations agree if the robust accuracies are within a few images.
 
-Recorded (CPU, 2 cores shared with other engineers' jobs, torch 1 thread; cnn trained 10 epochs on the
-8x8 digits, 93.8% clean accuracy on the 400 attacked test digits; ``--n 400 --eps 0.1 --seed 0``)::
+Recorded (CPU, 2 cores shared with other engineers' jobs, torch 1 thread; pyautoattack 0.2.0, torchattacks
+3.5.1; cnn trained 10 epochs on the 8x8 digits; ``--n 250 --eps 0.1 --seed 0``)::
 
-    RESULTS_PLACEHOLDER
+    250 images, eps 0.1, clean accuracy 98.8%
+    robust accuracy  serobust 52.8% (132 images, 423.9 s)   reference 52.4% (131 images, 269.3 s)
+    difference +1 images; robust to serobust only: 1, to the reference only: 0; reference max |x_adv - x| = 0.1000
+
+The same robust accuracy within one image of 250; the one image only the reference breaks is the only
+per-image disagreement.
 
 The slow test ``tests/test_autoattack_reference.py`` runs the same comparison on fewer digits.
 
