@@ -49,6 +49,8 @@ DETECTORS = {"excitation": ("twin", "excitation", True), TWIN_CONTROL: ("twin", 
 def adaptive_label(weight: float) -> str:
     """The ``perturbation`` value of the adaptive attack with one weight: ``adaptive(w=1)``."""
     return f"{ADAPTIVE}(w={weight:g})"
+
+
 #: The columns of :func:`detection_analysis`'s table, in order.
 COLUMNS = ("features", "perturbation", "eps", "auroc", "tpr_at_5fpr", "n_pos", "n_neg", "attack_success")
 
