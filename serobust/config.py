@@ -414,7 +414,8 @@ class DetectSection:
     size: int = 200  # eval examples scored (clean negatives, perturbed positives)
     fit_size: int = 2000  # training images the class-conditional statistics are fitted on
     eps: float = 0.1  # the budget of FGSM, PGD, the noise control and the adaptive attack
-    adaptive_steps: int = 20
+    adaptive_steps: int = 50  # from the clean image (no random start)
+    adaptive_weights: tuple[float, ...] = (0.0, 1.0, 10.0)  # detector-loss weights; per image the strongest
     margin: float = 0.05  # AUROC the excitation detector must gain over the control to count
     level: float = 0.7  # AUROC it must keep under the adaptive attack to count
 
@@ -424,6 +425,12 @@ class DetectSection:
             raise ConfigError("detect.eps must be > 0")
         object.__setattr__(self, "eps", eps)
         _positive("detect", size=self.size, fit_size=self.fit_size, adaptive_steps=self.adaptive_steps)
+        weights = tuple(self.adaptive_weights)
+        if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < float("inf")
+                              for w in weights):
+            raise ConfigError(f"detect.adaptive_weights = {list(weights)}: give one or more finite weights >= 0 "
+                              "(e.g. [0, 1, 10])")
+        object.__setattr__(self, "adaptive_weights", tuple(float(w) for w in weights))
         if not (0 <= self.margin < 1 and 0.5 <= self.level <= 1):
             raise ConfigError(f"detect.margin = {self.margin} must be in [0, 1) and detect.level = {self.level} "
                               "in [0.5, 1]")

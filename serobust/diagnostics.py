@@ -50,6 +50,11 @@ to A only and c robust to B only, A is weaker when its accuracy is higher by mor
 ((b - c) / n > tolerance) AND the excess is significant in a one-sided paired sign test
 ((b - c) / sqrt(b + c) > 1.96). ``values`` carries both numbers (``diff``, ``z``).
 
+:func:`per_image_not_weaker` adds a check of the same table format from any per-example table (the study's
+AutoAttack stage writes ``autoattack_not_weaker_than_pgd`` with it, on every seed): on the same images, every
+image the reference attack (PGD) breaks is broken by the supposedly stronger one (AutoAttack) too, up to
+``tolerance`` of the images.
+
 "No PGD run fools" means robust under every PGD configuration of that norm run here (all step counts
 and restarts), i.e. the white-box worst case. ``tolerance`` (default 0.01) is an absolute fraction of
 the examples.
@@ -77,7 +82,7 @@ from .eps import parse_eps, parse_eps_list
 from .names import WORST_CASE
 from .runtime import check_int, eval_mode
 
-__all__ = ["masking_diagnostics", "DIAGNOSTIC_COLUMNS"]
+__all__ = ["masking_diagnostics", "per_image_not_weaker", "DIAGNOSTIC_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -425,3 +430,58 @@ def _check_extras(audit: _Audit, model: nn.Module, data: Any, extras: list[Attac
             audit.not_stronger(check, spec.label, {e: robust.loc[(spec.label, e)] for e in grid}, white_box,
                                pgd="PGD" if norm == "Linf" else "PGD-L2")
     return summaries
+
+
+def per_image_not_weaker(per_example: pd.DataFrame, *, strong: str, reference: str, check: str | None = None,
+                         tolerance: float = 0.01) -> pd.DataFrame:
+    """One diagnostics row: on the same images, ``strong`` breaks every image ``reference`` breaks.
+
+    AutoAttack (``strong``) is the worst case of four attacks, APGD-CE among them; an image that plain PGD
+    (``reference``) fools but AutoAttack does not means AutoAttack's run is broken or masked on this model,
+    and its robust accuracy is not an upper bound. Per eps > 0 where both ran, the fraction of the images
+    (the rows of that eps, matched by ``index``) that are correctly classified clean, fooled by
+    ``reference`` and not fooled by ``strong`` must be at most ``tolerance`` (an absolute fraction of the
+    images; with the default 0.01, no image at all on fewer than 100 images).
+
+    Args:
+        per_example: :func:`serobust.evaluate` per-example rows (``attack``, ``eps``, ``index``,
+            ``clean_correct``, ``robust_correct``) of both attacks on the same images.
+        strong, reference: the two attack labels.
+        check: the row's name (default ``<strong name>_not_weaker_than_<reference name>``, names cut at "(").
+        tolerance: allowed fraction of the images.
+
+    Returns:
+        A one-row frame with :data:`DIAGNOSTIC_COLUMNS`; ``values`` holds per eps the fraction, the count
+        of such images, the number of images and the tolerance.
+
+    Raises:
+        ValueError: a label has no rows at a budget > 0, or the two attacks ran on different images.
+    """
+    tol = _fraction(tolerance, name="tolerance")
+    name = check or f"{strong.split('(')[0]}_not_weaker_than_{reference.split('(')[0]}"
+    rows = per_example[per_example["eps"] > 0]
+    by = {lab: rows[rows["attack"] == lab].set_index(["eps", "index"]).sort_index() for lab in (strong, reference)}
+    missing = [lab for lab, f in by.items() if f.empty]
+    if missing:
+        raise ValueError(f"per_example has no rows at eps > 0 for {missing}; run both attacks on the same images "
+                         f"(attacks present: {sorted(map(str, per_example['attack'].unique()))})")
+    s, r = by[strong], by[reference]
+    if not s.index.equals(r.index):
+        raise ValueError(f"{strong!r} and {reference!r} ran on different (eps, index) pairs; compare them on the "
+                         "same images at the same budgets")
+    beyond = s["clean_correct"].astype(bool) & ~r["robust_correct"].astype(bool) & s["robust_correct"].astype(bool)
+    grouped = beyond.groupby(level="eps")
+    count, n = grouped.sum().astype(int), grouped.size()
+    frac = count / n
+    bad = [float(e) for e in frac.index if frac[e] > tol]
+    detail = (f"{strong} fools every image {reference} fools, up to {tol:.1%} of the images "
+              f"(largest: {frac.max():.1%}, {int(count.max())} of {int(n.max())})" if not bad else
+              f"{reference} fools images {strong} does not ("
+              + ", ".join(f"{int(count[e])} of {int(n[e])} at eps {e:g}" for e in bad)
+              + f"; allowed {tol:.1%}): the stronger attack's robust accuracy is no upper bound")
+    if bad:
+        warnings.warn(f"masking diagnostic {name!r} failed: {detail}", stacklevel=2)
+    values = {"eps": [float(e) for e in frac.index], "fraction_beyond": [_r(v) for v in frac],
+              "count": [int(v) for v in count], "n": [int(v) for v in n], "tolerance": tol}
+    return pd.DataFrame([{"check": name, "passed": not bad, "detail": detail, "values": values}],
+                        columns=DIAGNOSTIC_COLUMNS)

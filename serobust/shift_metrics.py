@@ -20,6 +20,19 @@ sums into the columns (a mean over samples, or a ratio of two sums).
 
 Relative change of q under x -> x' is ``||q(x') - q(x)|| / ||q(x)||`` per sample, with the L2 norm over
 channels for z and s and over C x H x W for the maps u and g.
+
+The gate's own contribution. The gated change splits exactly into what a frozen gate would pass and
+what the excitation's own change adds::
+
+    dg = s' u' - s u = s * du + ds * u'        (du = u' - u, ds = s' - s)
+
+``absorb_ratio = ||dg|| / ||s * du||`` is the direct test of "the gate absorbs the perturbation": exactly
+1 for a frozen gate (ds = 0), below 1 only when the excitation's change opposes the feature change
+(``gate_added_cos`` < 0, the cosine between ``ds * u'`` and ``s * du`` over C x H x W), above 1 when it
+amplifies it. Unlike the damping ratio, it is 1 for a frozen gate whatever the spread of s (the damping
+ratio compares ``||s du|| / ||s u||`` with ``||du|| / ||u||`` and moves away from 1 whenever s is
+uneven across channels). ``gate_passed_rel`` and ``gate_added_rel`` are the two parts' norms relative
+to ``||g||`` (so ``gate_passed_rel`` is what ``g_rel_change`` would be with a frozen gate).
 """
 
 from __future__ import annotations
@@ -158,15 +171,35 @@ class BlockPair:
 
     @functools.cached_property
     def channel_norms(self) -> dict[str, torch.Tensor]:
-        """Per-channel L2 norms over the spatial dims, (B, C): ``u``, ``du`` (of u' - u), ``g``, ``dg``.
+        """Per-channel L2 norms over the spatial dims, (B, C): ``u``, ``du`` (of u' - u), ``g``, ``dg``,
+        ``u_adv`` (of u'), and the inner product ``du_dot_uadv`` = <u'_c - u_c, u'_c> (not a norm).
 
         Their squares summed over channels give the C x H x W norms of the maps.
         """
         sp = self.spatial
+        du = self.u_adv - self.u_clean
         return {"u": torch.linalg.vector_norm(self.u_clean, dim=sp),
-                "du": torch.linalg.vector_norm(self.u_adv - self.u_clean, dim=sp),
+                "du": torch.linalg.vector_norm(du, dim=sp),
                 "g": torch.linalg.vector_norm(self.g_clean, dim=sp),
-                "dg": torch.linalg.vector_norm(self.g_adv - self.g_clean, dim=sp)}
+                "dg": torch.linalg.vector_norm(self.g_adv - self.g_clean, dim=sp),
+                "u_adv": torch.linalg.vector_norm(self.u_adv, dim=sp),
+                "du_dot_uadv": (du * self.u_adv).sum(dim=sp)}
+
+    @functools.cached_property
+    def gate_parts(self) -> dict[str, torch.Tensor]:
+        """The split ``dg = s * du + ds * u'`` per channel and per sample.
+
+        ``passed_c`` = ||s_c du_c||, ``added_c`` = ||ds_c u'_c|| (B, C); ``passed``, ``added`` their
+        C x H x W norms (B,); ``cos`` (B,) the cosine between the two parts over C x H x W, from
+        <s_c du_c, ds_c u'_c> = s_c ds_c <du_c, u'_c> (NaN where a part is zero).
+        """
+        cn = self.channel_norms
+        passed_c = self.s_clean.abs() * cn["du"]
+        added_c = self.ds.abs() * cn["u_adv"]
+        passed, added = passed_c.square().sum(1).sqrt(), added_c.square().sum(1).sqrt()
+        dot = (self.s_clean * self.ds * cn["du_dot_uadv"]).sum(1)
+        return {"passed_c": passed_c, "added_c": added_c, "passed": passed, "added": added,
+                "cos": dot / (passed * added)}
 
     @functools.cached_property
     def u_rel(self) -> torch.Tensor:
@@ -251,6 +284,11 @@ SHIFT_METRICS: dict[str, ShiftMetric] = {
     "g_rel_change": lambda p: p.g_rel,
     "damping_ratio": lambda p: p.g_rel / p.u_rel,  # < 1: the gate damps
     "z_over_u": lambda p: p.z_rel / p.u_rel,  # < 1: the squeeze moves less than the map it summarises
+    # ||dg|| / ||s * du||: 1 for a frozen gate, < 1 when the excitation's change opposes the feature change
+    "absorb_ratio": lambda p: p.channel_norms["dg"].square().sum(1).sqrt() / p.gate_parts["passed"],
+    "gate_passed_rel": lambda p: p.gate_parts["passed"] / p.channel_norms["g"].square().sum(1).sqrt(),
+    "gate_added_rel": lambda p: p.gate_parts["added"] / p.channel_norms["g"].square().sum(1).sqrt(),
+    "gate_added_cos": lambda p: p.gate_parts["cos"],  # < 0: the excitation's change opposes s * du
     "sat_low_clean": lambda p: (p.s_clean < SAT_LOW).float().mean(1),
     "sat_low_adv": lambda p: (p.s_adv < SAT_LOW).float().mean(1),
     "sat_high_clean": lambda p: (p.s_clean > SAT_HIGH).float().mean(1),
@@ -265,6 +303,7 @@ SHIFT_METRICS: dict[str, ShiftMetric] = {
 POOLED_METRICS: dict[str, PooledMetric] = {
     "damping_ratio_of_means": _ratio_of_means("g_rel_change", "u_rel_change"),
     "z_over_u_of_means": _ratio_of_means("z_rel_change", "u_rel_change"),
+    "absorb_ratio_of_means": _ratio_of_means("g_rel_change", "gate_passed_rel"),
     **{key.replace("_mag", "_mag_cv"): _channel_cv(key) for key in _MAG_KEYS},
 }
 
@@ -329,6 +368,8 @@ CHANNEL_QUANTITIES: dict[str, Callable[[BlockPair], torch.Tensor]] = {
     "u_abs_change": lambda p: p.channel_norms["du"],
     "g_norm": lambda p: p.channel_norms["g"],
     "g_abs_change": lambda p: p.channel_norms["dg"],
+    "gate_passed": lambda p: p.gate_parts["passed_c"],
+    "gate_added": lambda p: p.gate_parts["added_c"],
     "sat_low_clean": lambda p: p.s_clean < SAT_LOW,
     "sat_low_adv": lambda p: p.s_adv < SAT_LOW,
     "sat_high_clean": lambda p: p.s_clean > SAT_HIGH,
@@ -368,6 +409,7 @@ CHANNEL_COLUMNS: dict[str, ChannelColumn] = {
     "g_rel_change": _G_REL,
     "damping_ratio": _channel_ratio(_G_REL, _U_REL),
     "z_over_u": _channel_ratio(_Z_REL, _U_REL),
+    "absorb_ratio": _channel_rel("g_abs_change", "gate_passed"),  # sum ||dg_c|| / sum ||s_c du_c||
     **{key: _channel_mean(key) for key in ("sat_low_clean", "sat_low_adv", "sat_high_clean", "sat_high_adv",
                                            "crossings", "topk_clean", "topk_adv", *_MAG_KEYS)},
 }

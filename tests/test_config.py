@@ -45,6 +45,8 @@ def test_at_config_trains_adversarially():
     ({"study": {"name": "x"}, "data": {"name": "imagefolder"}}, r"data\.path is required"),
     ({"study": {"name": "x"}, "model": {"reductions": [4, 4]}}, r"model\.reductions"),
     ({"study": {"name": "x"}, "stats": {"confidence": 1.5}}, r"stats\.confidence"),
+    ({"study": {"name": "x"}, "detect": {"adaptive_weights": []}}, r"detect\.adaptive_weights"),
+    ({"study": {"name": "x"}, "detect": {"adaptive_weights": [0, -1]}}, r"detect\.adaptive_weights"),
     ({"study": {"name": "x/y"}}, r"study\.name"),
     ({"study": {"name": "x"}, "plots": {}}, r"unknown section\(s\) plots"),
     ({"study": {}}, r"study\.name is required"),

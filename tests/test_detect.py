@@ -24,10 +24,12 @@ from serobust.detect import (
     detection_verdict,
     detector_pgd,
 )
+from serobust.detect.study import adaptive_label
+from serobust.detect.verdict import detection_criterion
 from serobust.errors import InputError
 from serobust.models.cnn import ConvBlock
 from serobust.models.se import SqueezeExcite
-from serobust.se_adapters import NoSEModuleError
+from serobust.se_adapters import NoSEModuleError, find_se_modules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -223,9 +225,12 @@ def test_detector_pgd_is_seeded_and_restores_the_model(trained_digits_pair, digi
     (xtr, ytr), (xte, yte) = digits_xy
     detector = detector_for("excitation", trained_digits_pair).fit(xtr[:600], ytr[:600])
     x, y = xte[:40], yte[:40]
-    a = detector_pgd(detector, x, y, EPS, steps=4, seed=1)
-    assert torch.equal(a, detector_pgd(detector, x, y, EPS, steps=4, seed=1))
-    assert not torch.equal(a, detector_pgd(detector, x, y, EPS, steps=4, seed=2))
+    a = detector_pgd(detector, x, y, EPS, steps=4, seed=1, random_start=True)
+    assert torch.equal(a, detector_pgd(detector, x, y, EPS, steps=4, seed=1, random_start=True))
+    assert not torch.equal(a, detector_pgd(detector, x, y, EPS, steps=4, seed=2, random_start=True))
+    # the default starts at the clean image: no seed enters
+    assert torch.equal(detector_pgd(detector, x, y, EPS, steps=4, seed=1), detector_pgd(detector, x, y, EPS, steps=4,
+                                                                                        seed=2))
     assert torch.equal(detector_pgd(detector, x, y, 0.0), x)
     se = trained_digits_pair[1]
     assert all(p.requires_grad for p in se.parameters())  # attack_state's frozen flags are restored
@@ -241,9 +246,15 @@ def test_detection_analysis_table_counts_and_attack_success(trained_digits_pair,
                                adaptive_steps=6, seed=3, batch_size=32)
     assert list(frame.columns) == ["features", "perturbation", "eps", "auroc", "tpr_at_5fpr", "n_pos", "n_neg",
                                    "attack_success"]
+    plain = ("fgsm", "pgd", "gaussian")
     assert [tuple(r) for r in frame[["features", "perturbation"]].itertuples(index=False)] == [
-        (f, p) for f in ("excitation", "pooled") for p in ("fgsm", "pgd", "gaussian", ADAPTIVE)]
-    for features, model in (("excitation", se), ("pooled", base)):
+        *(("excitation", p) for p in (*plain, ADAPTIVE)), *(("pooled_twin", p) for p in plain),
+        *(("pooled", p) for p in (*plain, ADAPTIVE))]
+    # the within-twin control scores the very same images: same negatives, positives and attack success
+    twin = frame[frame.features == "pooled_twin"].set_index("perturbation")
+    exc = frame[frame.features == "excitation"].set_index("perturbation").loc[list(plain)]
+    pd.testing.assert_frame_equal(twin[["n_pos", "n_neg", "attack_success"]], exc[["n_pos", "n_neg", "attack_success"]])
+    for features, model in (("excitation", se), ("pooled_twin", se), ("pooled", base)):
         rows = frame[frame.features == features].set_index("perturbation")
         x_pgd = sr.generate(model, x, y, "pgd", EPS, seed=3, batch_size=32)
         with torch.no_grad():
@@ -257,13 +268,81 @@ def test_detection_analysis_table_counts_and_attack_success(trained_digits_pair,
     assert frame["auroc"].between(0, 1).all()
 
 
-def verdict_frame(exc: float, pooled: float, adaptive: float) -> pd.DataFrame:
+def test_within_twin_control_and_the_strongest_adaptive_weight_per_image(trained_digits_pair, digits_xy):
+    """Recomputed independently: the twin's pooled-feature detector on the twin's own PGD images, and per image
+    the lowest-scoring fooling example over the adaptive attack's weights."""
+    base, se = trained_digits_pair
+    (xtr, ytr), (xte, yte) = digits_xy
+    x, y = xte[:50], yte[:50]
+    weights = [0.0, 10.0]
+    frame = detection_analysis(se, base, xtr[:600], ytr[:600], x, y, eps=EPS, attacks=["pgd"],
+                               adaptive_weight=weights, adaptive_steps=5, seed=4, batch_size=25)
+    rows = frame.set_index(["features", "perturbation"])
+    assert {(f, p) for f in ("excitation", "pooled") for p in (adaptive_label(0), adaptive_label(10), ADAPTIVE)} <= set(
+        rows.index)
+    twin = MahalanobisDetector(se, features="pooled", blocks=sr.matched_layers(base, se)).fit(xtr[:600], ytr[:600])
+    pred, clean = twin.predict_score(x, batch_size=25)
+    neg = pred == y
+    p_pgd, s_pgd = twin.predict_score(sr.generate(se, x, y, "pgd", EPS, seed=4, batch_size=25))
+    expected = detection_metrics(clean[neg], s_pgd[neg & (p_pgd != y)])
+    assert rows.loc[("pooled_twin", "pgd"), "auroc"] == pytest.approx(expected["auroc"])
+    assert rows.loc[("pooled_twin", "pgd"), "n_pos"] == expected["n_pos"]
+
+    exc = MahalanobisDetector(se, features="excitation",
+                              blocks=[b.name for b in find_se_modules(se)]).fit(xtr[:600], ytr[:600])
+    pred, clean = exc.predict_score(x, batch_size=25)
+    neg = pred == y
+    runs = [exc.predict_score(detector_pgd(exc, x, y, EPS, weight=w, steps=5, batch_size=25)) for w in weights]
+    fooled = torch.stack([p != y for p, _ in runs])  # (W, N)
+    scores = torch.stack([torch.where(f, s, torch.inf) for f, (_, s) in zip(fooled, runs)])
+    best = torch.where(fooled.any(0), scores.min(0).values, runs[0][1])
+    any_fooled = neg & fooled.any(0)
+    expected = detection_metrics(clean[neg], best[any_fooled])
+    assert rows.loc[("excitation", ADAPTIVE), "auroc"] == pytest.approx(expected["auroc"])
+    assert rows.loc[("excitation", ADAPTIVE), "attack_success"] == pytest.approx(float(any_fooled.sum() / neg.sum()))
+    assert rows.loc[("excitation", ADAPTIVE), "attack_success"] >= max(
+        rows.loc[("excitation", adaptive_label(w)), "attack_success"] for w in weights)
+
+
+def verdict_frame(exc: float, pooled: float, adaptive: float, twin: float | None = None) -> pd.DataFrame:
     rows = []
-    for features, pgd_auroc, ada_auroc in (("excitation", exc, adaptive), ("pooled", pooled, 0.5)):
+    detectors = [("excitation", exc, adaptive), ("pooled", pooled, 0.5)]
+    if twin is not None:
+        detectors.append(("pooled_twin", twin, None))
+    for features, pgd_auroc, ada_auroc in detectors:
         for perturbation, auroc in (("pgd", pgd_auroc), (ADAPTIVE, ada_auroc)):
+            if auroc is None:
+                continue
             rows.append({"features": features, "perturbation": perturbation, "eps": 0.1, "auroc": auroc,
                          "tpr_at_5fpr": 0.5, "n_pos": 10, "n_neg": 10, "attack_success": 1.0})
     return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(("twin", "supported"), [(0.80, True), (0.93, False), (None, True)])
+def test_detection_verdict_needs_the_within_twin_control_too(twin, supported):
+    """Beyond the baseline's features (0.95 vs 0.80) is not enough when the twin's own pooled features do as well."""
+    verdict = detection_verdict(verdict_frame(0.95, 0.80, 0.80, twin), margin=0.05, level=0.7)
+    assert verdict.supported is supported and verdict.twin_control is (twin is not None)
+    row = verdict.table.iloc[0]
+    assert bool(row["beyond_control"])
+    if twin is not None:
+        assert row["auroc_difference_twin"] == pytest.approx(0.95 - twin)
+        assert bool(row["beyond_twin_control"]) is supported
+        assert "pooled_twin" in str(verdict)
+
+
+def test_detection_criterion_reports_the_within_twin_control():
+    frames = []
+    for seed, (exc, twin) in enumerate([(0.95, 0.94), (0.96, 0.94), (0.94, 0.93)]):
+        frames.append(verdict_frame(exc, 0.70, 0.85, twin).assign(seed=seed))
+    crit = detection_criterion(pd.concat(frames), margin=0.05, level=0.7, n_resamples=1000).to_dict()
+    assert crit["twin_control_effect"] == pytest.approx(np.mean([0.01, 0.02, 0.01]))
+    assert crit["effect"] == pytest.approx(np.mean([0.25, 0.26, 0.24]))
+    assert crit["outcome"] == "not supported"  # beyond the baseline, not beyond the twin's own features
+    assert "SE twin's own pooled features" in crit["detail"]
+    no_twin = detection_criterion(pd.concat([verdict_frame(0.95 + i / 100, 0.70, 0.85).assign(seed=i)
+                                             for i in range(3)]), margin=0.05, level=0.7, n_resamples=1000).to_dict()
+    assert no_twin["outcome"] == "supported" and math.isnan(no_twin["twin_control_effect"])
 
 
 @pytest.mark.parametrize(("exc", "pooled", "adaptive", "supported"), [

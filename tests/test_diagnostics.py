@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -215,3 +217,66 @@ def test_extra_attack_settings_raise(trained_digits_pair, data):
         masking_diagnostics(trained_digits_pair[0], data, EPS, extra_attacks=["nope"])
     with pytest.raises(ValueError, match="radius > 0"):
         masking_diagnostics(trained_digits_pair[0], data, EPS, extra_attacks=["cw"], l2_eps=[0])
+
+
+# ------------------------------------------------------------------ AutoAttack never weaker than PGD, per image
+def _rows(label: str, eps: float, clean: list[bool], robust: list[bool]) -> pd.DataFrame:
+    return pd.DataFrame({"attack": label, "eps": eps, "index": range(len(clean)), "clean_correct": clean,
+                         "robust_correct": robust})
+
+
+def test_per_image_not_weaker_counts_images_only_the_reference_breaks():
+    from serobust.diagnostics import per_image_not_weaker
+
+    clean = [True] * 9 + [False]
+    pgd = _rows("pgd", 0.1, clean, [True, True, False, False, False, True, True, True, True, False])
+    aa_ok = _rows("aa", 0.1, clean, [True, False, False, False, False, True, False, True, True, False])
+    frame = per_image_not_weaker(pd.concat([pgd, aa_ok]), strong="aa", reference="pgd")
+    assert list(frame.columns) == DIAGNOSTIC_COLUMNS
+    row = frame.iloc[0]
+    assert row["check"] == "aa_not_weaker_than_pgd" and bool(row["passed"])
+    assert row["values"]["count"] == [0] and row["values"]["n"] == [10]
+    # image 2: PGD fools it, AutoAttack does not (1 of 10 images > 1%): fails; image 9 is clean-wrong, ignored
+    aa_bad = _rows("aa", 0.1, clean, [True, False, True, False, False, True, False, True, True, True])
+    with pytest.warns(UserWarning, match="aa_not_weaker_than_pgd"):
+        bad = per_image_not_weaker(pd.concat([pgd, aa_bad]), strong="aa", reference="pgd").iloc[0]
+    assert not bad["passed"] and bad["values"]["count"] == [1] and bad["values"]["fraction_beyond"] == [0.1]
+    assert "1 of 10 at eps 0.1" in bad["detail"]
+    within = per_image_not_weaker(pd.concat([pgd, aa_bad]), strong="aa", reference="pgd", tolerance=0.1)
+    assert bool(within["passed"].iloc[0])  # exactly at the stated tolerance: allowed
+    with pytest.raises(ValueError, match="different"):
+        per_image_not_weaker(pd.concat([pgd, aa_ok.assign(index=aa_ok["index"] + 1)]), strong="aa", reference="pgd")
+    with pytest.raises(ValueError, match="no rows"):
+        per_image_not_weaker(pgd, strong="aa", reference="pgd")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_autoattack_stage_writes_the_check_on_the_same_images(trained_digits_pair, data):
+    """The study's AutoAttack stage runs PGD on the same images and emits a diagnostics row the guard reads."""
+    from types import SimpleNamespace
+
+    from serobust.study.stages import STAGES
+
+    base, _ = trained_digits_pair
+    x, y = data
+    ctx = SimpleNamespace(eval_set=lambda d: (x, y), device=torch.device("cpu"),
+                          dataset=lambda d: SimpleNamespace(num_classes=10))
+    params = {"autoattack": {"eps": [0.1, 0.2], "size": 24}, "seed": 0, "batch_size": 64, "data": {},
+              "attack": {"name": "autoattack", "apgd_steps": 5, "apgdt_steps": 3, "n_target_classes": 2,
+                         "fab_steps": 2, "square_queries": 10},
+              "pgd": {"name": "pgd", "steps": 5}}
+    out = STAGES["autoattack"].fn(ctx, params, {"model": base}, None)
+    assert set(out["summary"]["attack"]) == {attack("autoattack", apgd_steps=5, apgdt_steps=3, n_target_classes=2,
+                                                    fab_steps=2, square_queries=10).label}
+    row = out["checks"].iloc[0]
+    assert row["check"] == "autoattack_not_weaker_than_pgd" and row["values"]["eps"] == [0.1, 0.2]
+    assert row["values"]["n"] == [24, 24]
+    # independently: AutoAttack's and PGD's per-image results on these 40 images
+    _, per = evaluate(base, (x[:24], y[:24]), [attack("pgd", steps=5)], [0.1, 0.2], per_example=True, seed=0)
+    pgd_fooled = per[per["attack"] == attack("pgd", steps=5).label].groupby("eps").apply(
+        lambda f: int((f["clean_correct"] & ~f["robust_correct"]).sum()), include_groups=False)
+    aa = out["per_example"]
+    aa_fooled = aa[aa["eps"] > 0].groupby("eps").apply(
+        lambda f: int((f["clean_correct"] & ~f["robust_correct"]).sum()), include_groups=False)
+    assert (aa_fooled.to_numpy() >= pgd_fooled.to_numpy() - np.array(row["values"]["count"])).all()
+    assert bool(row["passed"]) == all(c == 0 for c in row["values"]["count"])

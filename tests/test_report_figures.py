@@ -58,8 +58,10 @@ def _shift(rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
                         rows.append({"seed": seed, "model": model, "perturbation": PGD if kind == ADVERSARIAL else kind,
                                      "kind": kind, "eps": eps, "block": block, "depth": depth,
                                      "u_rel_change": u, "z_rel_change": 0.8 * u, "s_rel_change": 0.05 * u,
+                                     "g_rel_change": 0.9 * u,
                                      "damping_ratio": 1 + 0.02 * rng.standard_normal(),
-                                     "z_over_u": 0.8 + 0.05 * rng.standard_normal()})
+                                     "z_over_u": 0.8 + 0.05 * rng.standard_normal(),
+                                     "absorb_ratio": 1 - 0.05 * gain + 0.01 * rng.standard_normal()})
             for depth, block in enumerate(BLOCKS):
                 for c in range(8 * (depth + 1)):
                     channels.append({"seed": seed, "model": model, "eps": 8 / 255, "block": block, "depth": depth,
@@ -210,8 +212,8 @@ def _pixels(path, color: str) -> int:
 
 #: which members each figure draws in its member colour (None: the figure shows no member colours)
 SHOWS = {"robust_accuracy": MEMBERS, "paired_differences": TWINS, "examples": None, "excitation_shift": TWINS,
-         "damping": TWINS, "channel_heatmap": None, "sensitivity": MEMBERS, "interventions": TWINS,
-         "training": MEMBERS}
+         "damping": TWINS, "noise_relative": TWINS, "channel_heatmap": None, "sensitivity": MEMBERS,
+         "interventions": TWINS, "training": MEMBERS}
 
 
 @pytest.fixture(scope="module")
@@ -248,8 +250,8 @@ def test_each_figure_draws_its_members_in_their_palette_colour_and_nothing_in_fo
 
 def test_captions_state_the_interval_and_the_number_of_seeds(drawn):
     specs, _ = drawn
-    for name in ("robust_accuracy", "paired_differences", "excitation_shift", "damping", "sensitivity",
-                 "interventions", "training"):
+    for name in ("robust_accuracy", "paired_differences", "excitation_shift", "damping", "noise_relative",
+                 "sensitivity", "interventions", "training"):
         caption = specs[name][0].caption
         assert "95%" in caption and "n = 3" in caption, (name, caption)
 
@@ -348,3 +350,20 @@ def test_numbers_are_percentages_and_signed_points():
     assert percent(0.9783) == "97.8%" and percent(float("nan")) == "" and percent(None) == ""
     assert points(-0.0235) == "\u22122.4 pp" and points(0.02, unit=False) == "+2.0"
     assert block_label("features.0.se") == "features.0" and block_label("layer1.0") == "layer1.0"
+
+
+def test_noise_ratios_divide_attack_by_gaussian_on_matched_cells_then_average_budgets():
+    """Independent: per (seed, model, block), the mean over eps of adversarial / gaussian of the same cell."""
+    _, tables, _ = synthetic_study()
+    shift = tables["shift"]
+    ratios = figures.noise_ratios(shift, ["u_rel_change", "absorb_ratio"])
+    seed, model, block = SEEDS[1], TWINS[0], BLOCKS[2]
+    cell = shift[(shift["seed"] == seed) & (shift["model"] == model) & (shift["block"] == block)]
+    adv = cell[cell["kind"] == ADVERSARIAL].set_index("eps")["absorb_ratio"]
+    noise = cell[cell["kind"] == GAUSSIAN].set_index("eps")["absorb_ratio"]
+    expected = float((adv / noise).mean())
+    got = ratios[(ratios["seed"] == seed) & (ratios["model"] == model) & (ratios["block"] == block)
+                 & (ratios["quantity"] == "absorb_ratio")]["ratio"]
+    assert len(got) == 1 and got.iloc[0] == pytest.approx(expected)
+    u = ratios[ratios["quantity"] == "u_rel_change"]["ratio"]
+    assert u.between(1.5, 3.0).all()  # the synthetic attack moves u about 2 / 0.9 times as much as noise

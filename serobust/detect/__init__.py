@@ -18,8 +18,11 @@ This package builds that detector, the control and the attacks a robustness clai
   not easily detected") showed every such detector must face: Linf PGD on
   ``CE(logits, y) - weight * score(x)`` until the model is fooled, then on the score alone,
   differentiating through the detector.
-* :func:`detection_analysis` -- the study: both detectors against FGSM, PGD, Gaussian noise of PGD's
-  per-example L2 norm, and the adaptive attack; :func:`detection_verdict` reads it.
+* :func:`detection_analysis` -- the study: the excitation detector, the same detector on the SE twin's own
+  pooled block outputs (``pooled_twin``: same network, same adversarial images) and on the baseline's
+  (``pooled``), against FGSM, PGD, Gaussian noise of PGD's per-example L2 norm, and the adaptive attack
+  (50 steps from the clean image, detector-loss weights 0, 1 and 10, the strongest per image);
+  :func:`detection_verdict` reads it.
 
 Which examples count (:func:`detection_analysis`): negatives are the clean test images the detector's
 model classifies correctly; positives are the perturbed versions of those images that the model
@@ -37,7 +40,7 @@ from .adaptive_attack import detector_pgd
 from .features import DETECTOR_FEATURES
 from .mahalanobis import MahalanobisDetector
 from .roc import FPR_TARGET, detection_metrics
-from .study import ADAPTIVE, detection_analysis
+from .study import ADAPTIVE, DETECTORS, TWIN_CONTROL, detection_analysis
 from .verdict import DetectionVerdict, detection_verdict
 
 __all__ = [
@@ -50,4 +53,6 @@ __all__ = [
     "detection_verdict",
     "FPR_TARGET",
     "ADAPTIVE",
+    "DETECTORS",
+    "TWIN_CONTROL",
 ]

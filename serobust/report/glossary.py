@@ -106,6 +106,19 @@ TERMS: Mapping[str, Term] = _terms(
     ("z_over_u", "z/u",
      "Relative change of z over relative change of u. Below 1 the global state moves less than the features: "
      "the premise of the conjecture."),
+    ("absorb", "absorb ratio",
+     "The gated change splits exactly into two parts, s'u' - su = s * (u' - u) + (s' - s) * u': what a frozen gate "
+     "would pass, and what the excitation's own change adds. The absorb ratio is |s'u' - su| / |s * (u' - u)| per "
+     "image (L2 over channels x height x width): exactly 1 for a frozen gate, below 1 only when the excitation's "
+     "change opposes the feature change (the gate absorbs the perturbation), above 1 when it amplifies it. "
+     "gate_passed_rel and gate_added_rel are the two parts' sizes relative to |s*u|, gate_added_cos the cosine "
+     "between them. Unlike the damping ratio, it does not move away from 1 just because s is uneven across "
+     "channels."),
+    ("noise_relative", "relative to noise",
+     "A quantity under the attack divided by the same quantity under Gaussian noise whose L2 norm, image by image "
+     "and after clipping to [0, 1], equals the attack's; on the same seed, budget and block. At 1 the attack does "
+     "what chance of its size does. (Sign noise at the attack's Linf budget is not L2-matched: on digits its "
+     "zero background clips it to about three quarters of its L2 size.)"),
     ("kinds", "adversarial / sign noise / Gaussian noise",
      "The perturbation kinds of the excitation probe: the attack itself, and two random controls of the same "
      "size (uniform random signs times eps; Gaussian noise scaled to each attack perturbation's L2 norm)."),

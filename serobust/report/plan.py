@@ -161,13 +161,37 @@ def _damping(p: PlanInput) -> FigureSpec | None:
     blocks = figures.ordered(shift, "block")
     return FigureSpec(
         "damping", "Does the gate damp the change?",
-        f"Damping ratio and z/u per SE block, averaged over the probed budgets within each seed (as the verdict "
-        f"does), then across seeds with {interval_note(summary, confidence=p.style.confidence)}. The dashed line at 1 "
-        f"is neutral: below it the gate damps (left) or the squeeze moves less than u (right).",
-        "Line charts: damping ratio and z/u against SE block for each perturbation kind, with error bars and a "
-        "dashed reference line at 1.",
-        ("damping", "z_over_u", "beyond_noise"),
+        f"Damping ratio, z/u and absorb ratio per SE block, averaged over the probed budgets within each seed (as "
+        f"the verdict does), then across seeds with {interval_note(summary, confidence=p.style.confidence)}. The "
+        f"dashed line at 1 is neutral: below it the gate damps, the squeeze moves less than u, or the excitation's "
+        f"own change opposes the feature change (the absorb ratio is exactly 1 for a frozen gate).",
+        "Line charts: damping ratio, z/u and absorb ratio against SE block for each perturbation kind, with error "
+        "bars and a dashed reference line at 1.",
+        ("damping", "z_over_u", "absorb", "beyond_noise"),
         lambda path: figures.damping(summary, path, style=p.style, blocks=blocks))
+
+
+def _noise_relative(p: PlanInput) -> FigureSpec | None:
+    shift = p.table("shift")
+    if shift is None or "kind" not in shift.columns or "gaussian" not in set(shift["kind"]):
+        return None
+    ratios = figures.noise_ratios(shift, list(figures.NOISE_PANELS))
+    if ratios.empty:
+        return None
+    summary = p.summarize(ratios, ["model", "block", "quantity"], "ratio")
+    blocks = figures.ordered(shift, "block")
+    return FigureSpec(
+        "noise_relative", "Under attack, relative to noise of the same size",
+        f"Each mechanism quantity under the attack divided by its value under Gaussian noise with the attack's L2 "
+        f"norm (image by image, after clipping), on the same seed, budget and block; averaged over budgets within "
+        f"seed, then across seeds with {interval_note(summary, confidence=p.style.confidence)}. At 1 the attack "
+        f"does what chance of its size does; the conjecture needs z and s to move less than under noise relative "
+        f"to u, and the absorb ratio below its noise value.",
+        "Line charts, one panel per quantity (relative changes of u, z, s and s*u; damping ratio, z/u, absorb "
+        "ratio): the attack-to-noise ratio against SE block, one line per twin, with error bars and a dashed line "
+        "at 1.",
+        ("noise_relative", "absorb", "kinds"),
+        lambda path: figures.noise_relative(summary, path, style=p.style, blocks=blocks))
 
 
 def _channels(p: PlanInput) -> FigureSpec | None:
@@ -232,7 +256,8 @@ def _training(p: PlanInput) -> FigureSpec | None:
 
 #: The page's figures in reading order.
 BUILDERS: tuple[Callable[[PlanInput], FigureSpec | None], ...] = (
-    _robust, _paired, _examples, _shift, _damping, _channels, _sensitivity, _interventions, _training)
+    _robust, _paired, _examples, _shift, _damping, _noise_relative, _channels, _sensitivity, _interventions,
+    _training)
 
 
 def plan_figures(p: PlanInput) -> list[FigureSpec]:

@@ -102,9 +102,11 @@ TABLES: tuple[TableSpec, ...] = (
               ("robust_acc",), _columns("model", "eps", "step", "component", "n", "mean", "ci_low", "ci_high")),
     TableSpec("detection_summary", "Detecting the attack from the excitations",
               "AUROC of a Mahalanobis detector on the SE twin's excitations (s, z per block; features = "
-              "excitation) vs the same detector on the baseline's pooled block outputs (features = pooled), "
-              "against FGSM, PGD, equal-norm Gaussian noise and an adaptive attack that also lowers the detector's "
-              "score; mean over seeds with its interval.", ("detection",),
+              "excitation) vs the same detector on pooled block outputs: the SE twin's own on the same adversarial "
+              "images (features = pooled_twin) and the baseline's (features = pooled), against FGSM, PGD, "
+              "equal-norm Gaussian noise and an adaptive attack that also lowers the detector's score (no random "
+              "start; adaptive(w=...) one loss weight, adaptive the strongest per image); mean over seeds with "
+              "its interval.", ("detection",),
               _columns("model", "features", "perturbation", "eps", "n", "mean", "ci_low", "ci_high")),
     TableSpec("detection", "Detection per seed",
               "AUROC and TPR at 5% FPR per seed, with the numbers of positives (successful adversarial images) "

@@ -177,7 +177,8 @@ def mechanism_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Tas
 def autoattack_task(cfg: StudyConfig, member: str, seed: int, model: Task, env: dict[str, Any]) -> Task:
     a = {"eps": cfg.autoattack.eps, "size": cfg.autoattack.size}
     params = {**_common(cfg, member, seed, env), "autoattack": a, "attack": attack_table(cfg, "autoattack"),
-              **implementations("autoattack", "autoattack")}
+              "pgd": curve_attack(cfg),  # the per-image check: AutoAttack breaks every image PGD breaks
+              **implementations("autoattack", "autoattack", curve_attack(cfg))}
     return Task("autoattack", params, {"model": model},
                 label=f"{member} s{seed}")
 

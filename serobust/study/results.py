@@ -21,7 +21,7 @@ from .tasks import Task
 __all__ = ["collect", "statistics", "SHIFT_QUANTITIES"]
 
 #: shift columns summarized across seeds (mean and interval per model, kind, eps)
-SHIFT_QUANTITIES = ("damping_ratio", "z_over_u", "s_rel_change", "z_rel_change", "u_rel_change")
+SHIFT_QUANTITIES = ("damping_ratio", "z_over_u", "s_rel_change", "z_rel_change", "u_rel_change", "absorb_ratio")
 
 
 def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:
@@ -43,7 +43,8 @@ STAGE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "transfer": (("transfer", "transfer"),),
     "probe": (("shift", "shift"), ("shift_channels", "channels"), ("sensitivity", "sensitivity")),
     "mechanism": (("interventions", "interventions"), ("adaptive", "adaptive"), ("profile_shift", "profile_shift")),
-    "autoattack": (("robust", "summary"), ("per_example", "per_example"), ("autoattack", "components")),
+    "autoattack": (("robust", "summary"), ("per_example", "per_example"), ("autoattack", "components"),
+                   ("diagnostics", "checks")),
     "detect": (("detection", "detection"),),
 }
 

@@ -149,7 +149,7 @@ def transfer(ctx, p, inputs, folder):
     return {"transfer": frame}
 
 
-@stage("probe")
+@stage("probe", version=2)  # 2: absorb_ratio and the gate split in the shift table
 def probe(ctx, p, inputs, folder):
     """Excitation shift of the twin under the attack vs random controls, and feature sensitivity of both."""
     from .. import excitation_shift, feature_sensitivity, generate, matched_layers, shift_analysis
@@ -208,23 +208,28 @@ def mechanism(ctx, p, inputs, folder):
     }
 
 
-@stage("autoattack")
+@stage("autoattack", version=2)  # 2: PGD on the same images, and the per-image check against it
 def autoattack(ctx, p, inputs, folder):
-    """AutoAttack with its published budgets on a subset; per example, which component fooled it."""
+    """AutoAttack with its published budgets on a subset; per example, which component fooled it; and the
+    masking check that AutoAttack breaks every image the curve attack (PGD) breaks on the same images."""
     from ..attacks import evaluate
+    from ..diagnostics import per_image_not_weaker
 
     a = p["autoattack"]
     x, y = _head(ctx, p, a["size"])
-    spec = _spec(p["attack"])
-    summary, per_example = evaluate(inputs["model"], (x, y), [spec], [0.0, *a["eps"]], batch_size=p["batch_size"],
-                                    device=ctx.device, per_example=True, seed=p["seed"], progress=False,
-                                    input_gradients=False)
+    spec, pgd = _spec(p["attack"]), _spec(p["pgd"])
+    summary, per_example = evaluate(inputs["model"], (x, y), [spec, pgd], [0.0, *a["eps"]],
+                                    batch_size=p["batch_size"], device=ctx.device, per_example=True,
+                                    seed=p["seed"], progress=False, input_gradients=False)
     from ..attacks.autoattack import components
 
+    checks = per_image_not_weaker(per_example, strong=spec.label, reference=pgd.label,
+                                  check="autoattack_not_weaker_than_pgd")
     names = components(spec.config, ctx.dataset(p["data"]).num_classes)
-    summary = summary[summary["attack"] == spec.label]  # one attack: its worst case is itself
+    summary = summary[summary["attack"] == spec.label]  # the AutoAttack rows only: PGD's curve is elsewhere
     per_example = per_example[per_example["attack"] == spec.label]
-    return {"summary": summary, "per_example": per_example, "components": _components(per_example, spec.label, names)}
+    return {"summary": summary, "per_example": per_example, "components": _components(per_example, spec.label, names),
+            "checks": checks}
 
 
 def _components(per_example: pd.DataFrame, label: str, names: list[str]) -> pd.DataFrame:
@@ -240,9 +245,10 @@ def _components(per_example: pd.DataFrame, label: str, names: list[str]) -> pd.D
     return pd.DataFrame(rows)
 
 
-@stage("detect")
+@stage("detect", version=2)  # 2: the within-twin control, adaptive weights, no random start
 def detect(ctx, p, inputs, folder):
-    """The excitation detector on the twin vs the pooled-feature control on the baseline, adaptive attack too."""
+    """The excitation detector on the twin vs pooled-feature controls on the twin and the baseline, adaptive
+    attack too."""
     from ..detect import detection_analysis
 
     d = p["detect"]
@@ -250,7 +256,8 @@ def detect(ctx, p, inputs, folder):
     x_fit, y_fit = fit.tensors()
     x, y = _head(ctx, p, d["size"])
     frame = detection_analysis(inputs["model"], inputs["baseline"], x_fit, y_fit, x, y, eps=d["eps"],
-                               adaptive_steps=d["adaptive_steps"], seed=p["seed"], batch_size=p["batch_size"])
+                               adaptive_steps=d["adaptive_steps"], adaptive_weight=list(d["adaptive_weights"]),
+                               seed=p["seed"], batch_size=p["batch_size"])
     return {"detection": frame}
 
 

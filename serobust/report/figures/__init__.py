@@ -9,7 +9,18 @@ confidence), so a member has one colour in every figure. Means and intervals com
 from ._common import FigureStyle, ordered
 from .accuracy import interventions, paired_differences, robust_accuracy, training_curves
 from .examples import amplification, examples_grid
-from .excitation import RATIO_PANELS, SHIFT_PANELS, channel_heatmap, damping, excitation_shift, sensitivity
+from .excitation import (
+    NOISE_PANELS,
+    RATIO_PANELS,
+    SHIFT_PANELS,
+    channel_heatmap,
+    damping,
+    excitation_shift,
+    noise_ratios,
+    noise_relative,
+    sensitivity,
+)
 
 __all__ = ["FigureStyle", "robust_accuracy", "paired_differences", "interventions", "training_curves",
-           "excitation_shift", "damping", "channel_heatmap", "sensitivity", "examples_grid", "amplification", "ordered", "SHIFT_PANELS", "RATIO_PANELS"]
+           "excitation_shift", "damping", "channel_heatmap", "sensitivity", "examples_grid", "amplification", "ordered", "SHIFT_PANELS", "RATIO_PANELS",
+           "NOISE_PANELS", "noise_ratios", "noise_relative"]

@@ -30,14 +30,19 @@ from ._common import (
     subplots,
 )
 
-__all__ = ["SHIFT_PANELS", "RATIO_PANELS", "excitation_shift", "damping", "channel_heatmap", "sensitivity"]
+__all__ = ["SHIFT_PANELS", "RATIO_PANELS", "NOISE_PANELS", "excitation_shift", "damping", "noise_ratios",
+           "noise_relative", "channel_heatmap", "sensitivity"]
 
 #: quantity -> panel title of the excitation-shift figure
 SHIFT_PANELS = {"u_rel_change": "u (features entering the gate)", "z_rel_change": "z (squeeze: channel means)",
                 "s_rel_change": "s (excitation)"}
 #: quantity -> panel title of the damping figure
 RATIO_PANELS = {"damping_ratio": "damping ratio: rel. change of s*u / of u",
-                "z_over_u": "z/u: rel. change of z / of u"}
+                "z_over_u": "z/u: rel. change of z / of u",
+                "absorb_ratio": "absorb ratio: |change of s*u| / |s * change of u|"}
+#: quantity -> panel title of the attack-relative-to-noise figure
+NOISE_PANELS = {"u_rel_change": "u", "z_rel_change": "z", "s_rel_change": "s", "g_rel_change": "s*u",
+                "damping_ratio": "damping ratio", "z_over_u": "z/u", "absorb_ratio": "absorb ratio"}
 
 
 def _kinds(frame: pd.DataFrame) -> list[str]:
@@ -102,15 +107,63 @@ def damping(summary: pd.DataFrame, path: Path, *, style: FigureStyle, blocks: Se
         blocks: the SE blocks in network order.
     """
     quantities = [q for q in RATIO_PANELS if q in set(summary["quantity"])]
-    fig, axes = subplots(1, len(quantities), figsize=(5.4 * len(quantities), 3.6))
+    fig, axes = subplots(1, len(quantities), figsize=(4.6 * len(quantities), 3.6))
     for ax, q in zip(axes[0], quantities):
         _block_lines(ax, summary[summary["quantity"] == q], blocks=blocks, style=style)
         ax.axhline(1.0, color=NEUTRAL, lw=0.9, ls="--")
         ax.set_title(RATIO_PANELS[q], fontsize=9)
         ax.set_ylabel("ratio (below 1: damped)")
     legend_below(fig, member_handles(_twins(summary, style), style) + kind_handles(_kinds(summary), style))
-    fig.suptitle(f"Below 1 the gate damps the change (left) / the squeeze moves less than u (right); "
-                 f"{style.level} intervals", fontsize=10)
+    fig.suptitle(f"Below 1 the gate damps the change / the squeeze moves less than u / the excitation's own "
+                 f"change opposes the feature change (absorb ratio; 1 for a frozen gate); {style.level} intervals",
+                 fontsize=10)
+    return save(fig, path)
+
+
+def noise_ratios(shift: pd.DataFrame, quantities: Sequence[str], *, noise: str = "gaussian",
+                 adversarial: str = "adversarial") -> pd.DataFrame:
+    """Each quantity under attack divided by its value under ``noise`` on the same (seed, model, eps, block).
+
+    The Gaussian control has the attack's L2 norm image by image (:mod:`serobust.controls`), so the ratio is
+    the attack's effect relative to chance of the same size: 1 means the attack moves the quantity as much as
+    random noise does. Ratios are then averaged over budgets within (seed, model, block), as the verdict
+    averages within seed.
+
+    Returns:
+        Long rows ``seed, model, block, quantity, ratio``.
+    """
+    cells = ["seed", "model", "eps", "block"]
+    present = [q for q in quantities if q in shift.columns]
+    adv = shift[shift["kind"] == adversarial].groupby(cells)[present].mean()
+    ref = shift[shift["kind"] == noise].groupby(cells)[present].mean()
+    ratio = (adv / ref).dropna(how="all")  # inner on the matched cells
+    ratio = ratio.groupby(["seed", "model", "block"]).mean().reset_index()
+    return ratio.melt(id_vars=["seed", "model", "block"], var_name="quantity", value_name="ratio")
+
+
+def noise_relative(summary: pd.DataFrame, path: Path, *, style: FigureStyle, blocks: Sequence[str]) -> Path:
+    """Each mechanism quantity under attack relative to L2-matched Gaussian noise, per SE block; 1 = as noise.
+
+    Args:
+        summary: per (model, block, quantity) means and intervals across seeds of :func:`noise_ratios`'
+            ``ratio``, quantity in :data:`NOISE_PANELS`.
+        blocks: the SE blocks in network order.
+    """
+    quantities = [q for q in NOISE_PANELS if q in set(summary["quantity"])]
+    cols = min(4, len(quantities))
+    rows = -(-len(quantities) // cols)
+    fig, axes = subplots(rows, cols, figsize=(3.9 * cols, 3.0 * rows))
+    flat = [ax for row in axes for ax in row]
+    for ax, q in zip(flat, quantities):
+        _block_lines(ax, summary[summary["quantity"] == q].assign(kind="adversarial"), blocks=blocks, style=style)
+        ax.axhline(1.0, color=NEUTRAL, lw=0.9, ls="--")
+        ax.set_title(f"{NOISE_PANELS[q]}: attack / Gaussian noise", fontsize=9)
+        ax.set_ylabel("ratio (1: as noise)")
+    for ax in flat[len(quantities):]:
+        ax.set_visible(False)
+    legend_below(fig, member_handles(_twins(summary, style), style))
+    fig.suptitle(f"Each quantity under the attack relative to Gaussian noise of the same L2 norm (matched seed, "
+                 f"budget and block; averaged over budgets within seed; {style.level} intervals)", fontsize=10)
     return save(fig, path)
 
 
