@@ -35,6 +35,7 @@ __all__ = [
     "fp32_scoring",
     "deterministic_cuda",
     "numerics_record",
+    "available_cores",
 ]
 
 
@@ -96,6 +97,14 @@ def attack_state(*models: nn.Module) -> Iterator[None]:
         finally:
             for p, flag in reversed(flags):
                 p.requires_grad_(flag)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
