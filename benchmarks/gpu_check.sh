@@ -88,17 +88,19 @@ if [ "$DEVICE" = cuda ]; then
   ARCH=resnet20; BATCH=256; TRAIN_N=10000; AT_N=5000; REPEATS=2; ATT=(--n 2048 --batch-size 512 --repeats 3)
   TRAINERS=(--trainers 4 --arch resnet20 --data cifar-like --batch-size 256 --window 15 --device cuda)
   STUDY=(--data-root "$DATA"); T_TESTS=240
+  TESTS_K="cuda_graph_step or cuda_graph_replays or cuda_graphed or at_step_through"
 else
   ARCH=cnn; BATCH=64; TRAIN_N=512; AT_N=256; REPEATS=1; ATT=(--n 128 --batch-size 64 --repeats 1 --device cpu)
   TRAINERS=(--trainers 2 --trainer-threads 1 --arch cnn --data cifar-like --batch-size 64 --window 3 --device cpu)
-  STUDY=(--tiny --device cpu); T_TESTS=240
+  STUDY=(--tiny --device cpu); T_TESTS=120
+  TESTS_K="at_step_through or cuda_graphed"  # the CUDA ones skip here
   [ -f "$DATA/cifar-10-batches-py/test_batch" ] && STUDY+=(--data-root "$DATA")
 fi
 
 # 1. agreement tests
 say "1. tests: graphed vs eager (CUDA tests skip on a CPU) and the AT step through the graph code path"
 timeout "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_trainer.py \
-  -k "cuda_graph or graphed or at_step_through" >"$OUT/tests.txt" 2>&1
+  -rs -k "$TESTS_K" >"$OUT/tests.txt" 2>&1
 say "   $(tail -n 1 "$OUT/tests.txt")"
 
 # 2. speed-ups

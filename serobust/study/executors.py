@@ -368,7 +368,8 @@ class RayPool:
 
                 kw["runtime_env"] = {"env_vars": {"CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE}}
             _ray_init(ray, address, connect_timeout, num_cpus=jobs * threads if jobs > 0 else None, **kw)
-        self.env = env
+        # an actor sees the GPU Ray gave it (CUDA_VISIBLE_DEVICES): "cuda" there is that GPU
+        self.env = WorkerEnv(env.root, "cuda") if env.device.startswith("cuda") else env
         if jobs <= 0:  # as many actors as the cluster's resources admit
             res = ray.cluster_resources()
             jobs = int(res.get("GPU", 0) / gpu_fraction + 1e-6) if gpu_fraction else int(res.get("CPU", 1) // threads)
