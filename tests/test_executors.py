@@ -203,3 +203,17 @@ def test_ray_actors_keep_their_process_across_tasks(tmp_path):
     pids = {d["pid"] for d in seen}
     assert len(seen) == 6 and 1 <= len(pids) <= 2 < len(seen)
     assert os.getpid() not in pids
+
+
+def test_determinism_is_stated_per_device_and_the_cuda_mode_is_a_config_key():
+    from serobust.config import study_config_from_dict
+    from serobust.runtime import numerics_record
+
+    cpu = numerics_record(torch.device("cpu"))
+    assert cpu["determinism"].startswith("bit-identical") and cpu["deterministic_mode"] is False
+    cuda = numerics_record(torch.device("cuda"), deterministic=True)  # no GPU needed to describe it
+    assert cuda["determinism"].startswith("statistically equal") and cuda["deterministic_mode"] is True
+    assert cuda["scoring"].startswith("float32") and cuda["training"].startswith("bf16")
+    cfg = study_config_from_dict({"study": {"name": "t", "seeds": [0]}, "execution": {"deterministic": True}})
+    assert cfg.execution.deterministic is True
+    assert study_config_from_dict({"study": {"name": "t", "seeds": [0]}}).execution.deterministic is False
