@@ -5,12 +5,12 @@
 #     bash benchmarks/gpu_check.sh --device cpu          # the same steps at tiny sizes on a CPU (to try the script)
 #     bash benchmarks/gpu_check.sh --budget-min 14 --out /tmp/check
 #
-# It runs offline. Before going to the GPU machine, carry the wheels it lacks (torchattacks, mlxtend, and any
-# serobust dependency its image does not have) in benchmarks/wheels/ (ignored by git: never commit them):
+# It runs offline. Before going to the GPU machine, carry the two wheels its image lacks (torchattacks, mlxtend;
+# both pure Python; everything else serobust needs is on the lent machines' image) in benchmarks/wheels/, which git
+# ignores (never commit them; name it in the device tool's `carry`):
 #
-#     python -m pip download --dest benchmarks/wheels --only-binary=:all: \
-#         --python-version 3.11 --platform manylinux2014_x86_64 torchattacks mlxtend
-#     # match --python-version to the GPU machine's python3; add e.g. seaborn if its image lacks it
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#         -d benchmarks/wheels torchattacks mlxtend
 #
 # and the CIFAR-10 pack: ../shared/data/cifar10-device (found there, in shared/data/cifar10-device, in .devdata/
 # or in $SEROBUST_CIFAR_PACK), decoded to /tmp/serobust-cifar by its decode.py.
@@ -52,8 +52,10 @@ say() { echo "[gpu_check $(date +%H:%M:%S), $(left) s left] $*" | tee -a "$OUT/s
 # 0. packages, offline
 if ! $PY -c "import torchattacks, mlxtend" 2>/dev/null; then
   if [ -d benchmarks/wheels ]; then
-    $PY -m pip install --quiet --no-index --find-links benchmarks/wheels torchattacks mlxtend >"$OUT/pip.txt" 2>&1 \
+    $PY -m pip install --quiet --no-index --no-deps --no-compile --upgrade --target /tmp/serobust-site \
+      benchmarks/wheels/*.whl >"$OUT/pip.txt" 2>&1 \
       || { say "pip install from benchmarks/wheels failed (see $OUT/pip.txt)"; exit 1; }
+    export PYTHONPATH="$PYTHONPATH:/tmp/serobust-site"
   else
     say "torchattacks/mlxtend missing and no benchmarks/wheels/: see the header of this script"; exit 1
   fi
@@ -90,7 +92,7 @@ if [ "$DEVICE" = cuda ]; then
   STUDY=(--data-root "$DATA"); T_TESTS=240
   TESTS_K="cuda_graph_step or cuda_graph_replays or cuda_graphed or at_step_through"
 else
-  ARCH=cnn; BATCH=64; TRAIN_N=512; AT_N=256; REPEATS=1; ATT=(--n 128 --batch-size 64 --repeats 1 --device cpu)
+  ARCH=cnn; BATCH=64; TRAIN_N=512; AT_N=256; REPEATS=1; ATT=(--n 64 --batch-size 64 --repeats 1 --device cpu)
   TRAINERS=(--trainers 2 --trainer-threads 1 --arch cnn --data cifar-like --batch-size 64 --window 3 --device cpu)
   STUDY=(--tiny --device cpu); T_TESTS=120
   TESTS_K="at_step_through or cuda_graphed"  # the CUDA ones skip here
@@ -117,7 +119,7 @@ say "   $($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['ratios'])
 
 # 3. evaluate / bare torchattacks
 say "3. evaluate vs a bare torchattacks PGD-10 loop"
-timeout 120 $PY benchmarks/attack_overhead.py "${ATT[@]}" >"$OUT/attack_overhead.txt" 2>&1
+timeout 180 $PY benchmarks/attack_overhead.py "${ATT[@]}" >"$OUT/attack_overhead.txt" 2>&1
 say "   $(grep -i 'evaluate / bare' "$OUT/attack_overhead.txt" | head -n 2 | tr '\n' ' ' || echo 'failed: see attack_overhead.txt')"
 
 # 4. concurrency with a barrier and a fixed window, and a serialised pool
@@ -128,7 +130,8 @@ say "   $(grep -E 'overlap' "$OUT/concurrency.txt" | tr -s ' ' | tr '\n' ' ' || 
 
 # 5. the CIFAR study, cut at what is left of the budget, with GPU utilisation sampled
 BUDGET=$(( $(left) - 45 ))
-if [ "$BUDGET" -lt 30 ]; then BUDGET=30; fi
+MIN_STUDY=60; [ "$DEVICE" = cpu ] && MIN_STUDY=180  # a CPU needs minutes for even the tiny study's first tasks
+if [ "$BUDGET" -lt "$MIN_STUDY" ]; then BUDGET=$MIN_STUDY; fi
 say "5. experiments/cifar10_resnet20.toml for ${BUDGET} s, then the projection"
 SAMPLER=""
 if [ "$DEVICE" = cuda ] && command -v nvidia-smi >/dev/null; then

@@ -96,11 +96,12 @@ def project(raw: dict, out: Path) -> dict:
                 if len(epochs):
                     by_stage.setdefault("train", []).append(float(epochs.mean()) * cfg.train.epochs)
     means = {s: statistics.fmean(v) for s, v in by_stage.items()}
-    total = sum(counts[s] * means[s] for s in means) / max(1, slots)
+    total = sum(counts[s] * means[s] for s in means) / max(1, slots) if means else None
     return {"tasks": counts, "finished": done, "mean_task_s": {s: round(v, 1) for s, v in means.items()},
-            "slots": slots, "projected_full_s": round(total, 1),
+            "slots": slots, "projected_full_s": None if total is None else round(total, 1),
             "unmeasured_stages": sorted(set(counts) - set(means)),
-            "note": "lower bound" if set(counts) - set(means) else "all stages measured"}
+            "note": ("nothing finished: no projection (give the study more time)" if total is None else
+                     "lower bound (some stages unmeasured)" if set(counts) - set(means) else "all stages measured")}
 
 
 def _gpu_count() -> int:
