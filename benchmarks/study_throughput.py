@@ -25,14 +25,14 @@ Recorded on this project's 2-core CPU machine for part 1 (quiet; experiments/mni
     2 jobs / 1 job threads=1: 0.499    2 jobs / 1 job threads=2: 0.851    verdicts identical: True
 
 Part 2, with 2 trainers on the 2 cores (``--skip-study --trainers 2 --trainer-threads 1 --arch cnn --data
-mnist5k --batch-size 64 --window 8 --serialised``), one run, while other engineers' jobs loaded the machine
-(1-minute load average 5.0 before, 7.4 after, on 2 cores):
+mnist5k --batch-size 64 --window 8 --serialised``), two runs, while other engineers' jobs loaded the machine:
 
-    1 trainer alone 995 img/s; 2 at once 303 + 322 = 621 img/s: measured overlap 0.62x
-    serialised pool (control): 629 img/s, 0.63x
-That run shows the method working but not the machine: with 5-7 runnable processes per 2 cores, a second
-trainer gets no free core, so both pools read alike (below 1.0 because K = 1 ran in a quieter moment). Rerun on
-a quiet machine: expect about 1.8x for the free pool and about 1.0x for the serialised one.
+    load 5.0 -> 7.4: 1 alone 995 img/s; 2 at once 303 + 322 = 621 (0.62x); serialised control 629 (0.63x)
+    load 2.7 -> 3.3: 1 alone 1394 img/s; 2 at once 676 + 644 = 1318 (0.95x); serialised control 1702 (1.22x)
+Neither run had a free core (a load of 2 already fills both), so the free pool could not overlap, and the
+method says so: about 1x or less for both pools, where the earlier barrier-less method read about K by
+construction. The free-vs-serialised difference is within this machine's noise (+-0.3x between runs). On a
+quiet machine expect about 1.8x for the free pool and about 1.0x for the serialised one; not yet measured.
 
 On one H100 a colleague measured, with the earlier trainer and the earlier (barrier-less) method: ResNet-20
 train() 22,900 img/s alone, 4 plain training processes 96,200 img/s together (3.8x). Projected, not measured
