@@ -203,7 +203,7 @@ def clean_pass(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, stream: Gua
     """Clean float32 logits (B, K) (:func:`scorer`), and the input gradient of the summed CE loss if asked;
     labels checked in between."""
     xg = xb.detach().requires_grad_(input_gradients)
-    with torch.set_grad_enabled(input_gradients):
+    with torch.set_grad_enabled(input_gradients), fp32_scoring():  # the backward for grad_norm too
         out = scorer(model)(xg)  # (B, K)
         stream.check_labels(out.shape[1])
         grad = torch.autograd.grad(F.cross_entropy(out, yb, reduction="sum"), xg)[0] if input_gradients else None
