@@ -24,15 +24,18 @@ Recorded on this project's 2-core CPU machine for part 1 (quiet; experiments/mni
     1 job, threads=1: 304.5 s    1 job, threads=2: 178.4 s    2 jobs, threads=1: 151.8 s
     2 jobs / 1 job threads=1: 0.499    2 jobs / 1 job threads=2: 0.851    verdicts identical: True
 
-Part 2, with 2 trainers on the 2 cores (``--skip-study --trainers 2 --trainer-threads 1 --arch cnn --data
-mnist5k --batch-size 64 --window 8 --serialised``), two runs, while other engineers' jobs loaded the machine:
+Part 2, with 2 trainers on the 2 cores (``--skip-study --trainers 2 --trainer-threads 1 --arch cnn
+--batch-size 64 --serialised``), one run each, on this project's machine shared with other engineers' jobs
+(1-minute load average before -> after each run):
 
-    load 5.0 -> 7.4: 1 alone 995 img/s; 2 at once 303 + 322 = 621 (0.62x); serialised control 629 (0.63x)
-    load 2.7 -> 3.3: 1 alone 1394 img/s; 2 at once 676 + 644 = 1318 (0.95x); serialised control 1702 (1.22x)
-Neither run had a free core (a load of 2 already fills both), so the free pool could not overlap, and the
-method says so: about 1x or less for both pools, where the earlier barrier-less method read about K by
-construction. The free-vs-serialised difference is within this machine's noise (+-0.3x between runs). On a
-quiet machine expect about 1.8x for the free pool and about 1.0x for the serialised one; not yet measured.
+    --data cifar-like --window 3 (load about 1.6, quiet; gpu_check.sh --device cpu, step 4):
+        1 alone 1224 img/s; 2 at once 1178 + 1193 = 2364: measured overlap 1.93x; serialised control 1.10x
+    --data mnist5k --window 8, load 1.6 -> 3.0:  1 alone 1846; 2 at once 1796 (0.97x); serialised 1525 (0.83x)
+    --data mnist5k --window 8, load 2.7 -> 3.3:  1 alone 1394; 2 at once 1318 (0.95x); serialised 1702 (1.22x)
+    --data mnist5k --window 8, load 5.0 -> 7.4:  1 alone  995; 2 at once  621 (0.62x); serialised  629 (0.63x)
+With both cores free, the free pool overlapped (1.93x) and the serialised control did not (1.10x): the method
+tells the two apart. Under other jobs' load there was no free core to overlap on, and both pools read about 1x
+or less (run-to-run noise about +-0.3x); the earlier barrier-less method read about K by construction.
 
 On one H100 a colleague measured, with the earlier trainer and the earlier (barrier-less) method: ResNet-20
 train() 22,900 img/s alone, 4 plain training processes 96,200 img/s together (3.8x). Projected, not measured
