@@ -445,6 +445,9 @@ class ExecutionSection:
     jobs_per_gpu: int = 4  # on CUDA, tasks sharing one GPU (small models leave a GPU mostly idle)
     threads: int = 1  # CPU intra-op threads per task: fixed per study because CPU results depend on it
     address: str = ""  # ray: "" starts a local Ray for the run; "auto" or "ray://host:10001" joins a cluster
+    # CUDA only: deterministic kernels (torch.use_deterministic_algorithms(warn_only=True), cuBLAS workspace):
+    # repeatable on one machine, slower; recorded in the run metadata. CPU runs are bit-identical anyway.
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "ray"):

@@ -25,7 +25,7 @@ import torch
 
 from .runtime import check_int
 
-__all__ = ["linf_pgd", "uniform_start", "default_alpha"]
+__all__ = ["linf_pgd", "uniform_start", "uniform_noise", "start_from_noise", "default_alpha"]
 
 
 def default_alpha(eps: float, steps: int) -> float:
@@ -33,18 +33,36 @@ def default_alpha(eps: float, steps: int) -> float:
     return 2.5 * eps / steps
 
 
+def uniform_noise(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+    """``U[0, 1)`` draws of x's shape, float32, on the generator's device: the randomness of a start.
+
+    Split from :func:`start_from_noise` so that a CUDA graph can replay the start: the draw happens
+    outside the graph into a static buffer, the arithmetic inside it (the adversarial-training step of
+    :mod:`serobust.trainer`).
+    """
+    return torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)  # [0, 1)
+
+
+def start_from_noise(x: torch.Tensor, noise: torch.Tensor, eps: float) -> torch.Tensor:
+    """``clip(x + (2 * noise - 1) * eps, 0, 1)`` for ``noise`` in [0, 1): a uniform point of the eps ball.
+
+    No random draw and no host sync (capturable in a CUDA graph); ``noise`` is not modified.
+
+    Shape: x (N, ...), noise (N, ...) -> (N, ...).
+    """
+    delta = (2 * noise - 1).mul_(eps).to(x.device)
+    return (x + delta).clamp_(0, 1)
+
+
 def uniform_start(x: torch.Tensor, eps: float, *, generator: torch.Generator) -> torch.Tensor:
     """``clip(x + U(-eps, eps), 0, 1)``: a uniform random start in the eps ball, inside [0, 1].
 
-    The noise is drawn in float32 on the generator's device (a CPU generator gives the same start on
-    every device) and moved to x's device, so one seed gives one start for every attack that draws
-    from the same generator state.
+    The noise is drawn in float32 on the generator's device (:func:`uniform_noise`) and moved to x's
+    device, so one seed gives one start for every attack that draws from the same generator state.
 
     Shape: x (N, ...) -> (N, ...).
     """
-    noise = torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)  # [0, 1)
-    noise = (2 * noise - 1).mul_(eps).to(x.device)
-    return (x + noise).clamp_(0, 1)
+    return start_from_noise(x, uniform_noise(x, generator=generator), eps)
 
 
 def linf_pgd(

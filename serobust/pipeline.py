@@ -24,7 +24,7 @@ from . import __version__
 from .config import StudyConfig, load_study_config
 from .io import atomic_write_json, atomic_write_text
 from .names import BASELINE
-from .runtime import resolve_device
+from .runtime import deterministic_cuda, numerics_record, resolve_device
 from .study import plan as p
 from .study.context import TaskContext, WorkerEnv, context_for, study_root
 from .study.executors import execute, make_executor, terminate_on_sigterm
@@ -106,7 +106,8 @@ def run_study(
     check_study_folder(out)  # a folder holding others' files is refused before anything is written
     dev = resolve_device(device or cfg.study.device)
     env = p.numerics(cfg, dev.type)
-    worker = WorkerEnv(study_root(out), dev.type)
+    worker = WorkerEnv(study_root(out), str(dev))  # "cuda:1" stays GPU 1 in this process
+    deterministic_cuda(cfg.execution.deterministic and dev.type == "cuda")
     tasks = plan(cfg, env)
     run_id, started, t0 = new_run_id(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     ctx = context_for(worker)  # the context in-process tasks use too
@@ -244,8 +245,9 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
         "dataset": {"name": data.name, "train": len(data.train), "test": len(data.test), "eval": len(x_eval),
                     "num_classes": data.num_classes, "image_size": list(data.image_size)},
         "versions": _versions(), "git": _git(),
-        "device": {"type": dev.type, "name": name, "threads": cfg.execution.threads if dev.type == "cpu" else None},
+        "device": {"type": dev.type, "name": name, "threads": p.numerics(cfg, dev.type)["threads"]},
         "executor": {"name": executor.name, "jobs": executor.slots}, "params": params,
+        "numerics": numerics_record(dev, deterministic=cfg.execution.deterministic),
         "attacks": [{"label": s.label, "norm": s.norm, "budget": s.budget} for s in specs] + (
             [] if cfg.attacks.black_box else [{"label": "no black-box check", "norm": "", "budget": (
                 "attacks.black_box = [] in the config: no gradient-free attack ran, so nothing checks that one "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 from collections.abc import Iterator
 
 import torch
@@ -31,6 +32,10 @@ __all__ = [
     "check_int",
     "check_module_names",
     "BatchGuard",
+    "fp32_scoring",
+    "deterministic_cuda",
+    "numerics_record",
+    "available_cores",
 ]
 
 
@@ -92,6 +97,69 @@ def attack_state(*models: nn.Module) -> Iterator[None]:
         finally:
             for p, flag in reversed(flags):
                 p.requires_grad_(flag)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def fp32_scoring() -> Iterator[None]:
+    """Float32 forwards for numbers that reach a table: autocast off (CUDA and CPU) and TF32 off.
+
+    Attacks may craft under bf16 autocast; the predictions that are counted (clean and adversarial
+    accuracy, the trainer's test accuracy) run inside this context. On CUDA, "float32" convolutions and
+    matmuls are TF32 (10-bit mantissa) by default for cuDNN; both TF32 flags are switched off here and
+    restored afterwards (they are process-wide flags, so a concurrent thread would see them too).
+    """
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
+#: cuBLAS's documented setting for reproducible results (read when the cuBLAS handle is created)
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def deterministic_cuda(enabled: bool) -> None:
+    """Opt-in repeatable CUDA numerics for this process (a no-op when ``enabled`` is False).
+
+    ``torch.use_deterministic_algorithms(True, warn_only=True)`` (deterministic kernels where they exist,
+    a warning naming each op that has none), cuDNN benchmark off and ``CUBLAS_WORKSPACE_CONFIG`` set
+    (effective only if cuBLAS was not yet used in this process: executors set it before any CUDA work).
+    Repeatable on one machine and software stack, not bit-identical to the CPU; slower (measure it).
+    """
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def numerics_record(device: torch.device, *, deterministic: bool = False) -> dict[str, object]:
+    """What a run's metadata says about its numerics: precisions, TF32 and what "deterministic" means."""
+    cuda = device.type == "cuda"
+    return {
+        "training": "bf16 autocast (float32 master weights)" if cuda else "float32",
+        "scoring": "float32 (autocast off, TF32 off)",
+        "tf32_outside_scoring": {"cudnn": bool(torch.backends.cudnn.allow_tf32),
+                                 "matmul": bool(torch.backends.cuda.matmul.allow_tf32)} if cuda else None,
+        "deterministic_mode": bool(deterministic and cuda),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG") if cuda else None,
+        "determinism": ("statistically equal across runs and executors, not bit-identical (non-deterministic "
+                        "cuDNN kernels and atomics; repeatable on one machine in deterministic mode)" if cuda
+                        else "bit-identical for a given seed and thread count, whatever the executor"),
+    }
 
 
 def _shape_checks(x: torch.Tensor, name: str) -> None:

@@ -5,18 +5,28 @@ step (so a resumed run picks up exactly where it stopped), optional label smooth
 adversarial training (PGD-AT, Madry et al. 2018; FGSM with random start, Wong et al. 2020) in [0, 1]
 pixel space. On CUDA the forward/backward runs under bf16 autocast with channels_last tensors; on the
 CPU it is plain float32 (channels_last too, which measured faster there: ``benchmarks/train_throughput.py``).
+The per-epoch test accuracy is always scored in float32 (autocast and TF32 off:
+:func:`serobust.runtime.fp32_scoring`), whatever the training step used.
 
 On CUDA each training step is by default one CUDA graph (``TrainConfig.cuda_graph``): a small model's
 step is a few hundred short kernels, and launching them from Python costs more than running them (about
 11 ms a step for a ResNet-20 on an H100, whatever the batch size). Recorded once and replayed with one
-launch, the step costs the GPU time only. See :class:`_GraphedStep` for the protocol, which follows
-PyTorch's "whole-network capture" recipe (``torch.cuda.graph``, static input buffers, warm-up on a side
-stream, fused SGD reading a learning-rate tensor). On the CPU nothing changes: the step runs eagerly.
+launch, the step costs the GPU time only. With adversarial training the graph holds the whole
+adversarial step: the random start (from uniform draws made outside the graph into a static buffer), every
+PGD / FGSM-RS iteration and the update, so PGD-7 AT is one launch instead of eight launch-bound passes.
+See :class:`_GraphedStep` for the protocol, which follows PyTorch's "whole-network capture" recipe
+(``torch.cuda.graph``, static input buffers, warm-up on a side stream, fused SGD reading a learning-rate
+tensor). On the CPU nothing changes: the step runs eagerly.
 
-Determinism: every source of randomness in an epoch (data order, augmentation, attack random starts)
-comes from a ``torch.Generator`` seeded by ``(seed, epoch)``, so a run is bit-identical on the CPU for a
-given seed, a baseline and its SE twin see the same batches in the same order, and a run resumed from
-the checkpoint of epoch k ends with the same weights as an uninterrupted one.
+Determinism: every source of randomness in an epoch comes from generators seeded by ``(seed, epoch)``:
+the data order from a CPU generator on every device (so a seed sees the same batches on the CPU and on a
+GPU), augmentation and attack random starts from the same generator on the CPU and from a generator on the
+training device on CUDA. On the CPU a run is therefore bit-identical for a given seed, a baseline and its SE
+twin see the same batches in the same order, and a run resumed from the checkpoint of epoch k ends with the
+same weights as an uninterrupted one. On CUDA the same holds statistically, not bit for bit: cuDNN picks
+non-deterministic kernels and atomics change the last bits, which ``sign()`` in the attack steps turns into
+different adversarial examples (``serobust.runtime.deterministic_cuda`` makes CUDA repeatable on one
+machine, at some speed).
 """
 
 from __future__ import annotations
@@ -40,8 +50,8 @@ from tqdm import tqdm
 from .eps import parse_eps
 from .errors import DeviceError, SerobustError
 from .io import CheckpointError, atomic_torch_save, atomic_write_text, load_checkpoint
-from .linf_pgd import default_alpha, linf_pgd, uniform_start
-from .runtime import check_batch_size, eval_mode, model_device, resolve_device
+from .linf_pgd import default_alpha, linf_pgd, start_from_noise, uniform_noise
+from .runtime import check_batch_size, eval_mode, fp32_scoring, model_device, resolve_device
 
 __all__ = ["TrainConfig", "train", "evaluate_accuracy", "resolve_device"]
 
@@ -79,9 +89,9 @@ class TrainConfig:
     adv_alpha: float | str | None = None  # step size; default 2.5 * eps / steps (PGD), 1.25 * eps (fgsm_rs)
     eval_batch_size: int = 1000  # batch size for the per-epoch test accuracy
     channels_last: bool = True  # NHWC tensors; on 2 CPU cores 1.1x (resnet20) to 1.2-1.45x (cnn) faster, see benchmarks/
-    # "auto": each step one CUDA graph on CUDA (one launch instead of hundreds), eager on the CPU;
-    # "on": the same, an error without CUDA; "off": eager everywhere (the attack steps of adversarial
-    # training stay eager in every mode)
+    # "auto": each step one CUDA graph on CUDA (one launch instead of hundreds; with adversarial
+    # training the attack iterations are inside the graph too), eager on the CPU;
+    # "on": the same, an error without CUDA; "off": eager everywhere
     cuda_graph: str = "auto"
 
     def __post_init__(self) -> None:
@@ -144,6 +154,14 @@ def _epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Gener
     return g
 
 
+def _epoch_order(n: int, seed: int, epoch: int, gen: torch.Generator) -> torch.Tensor:
+    """The epoch's permutation of ``n`` examples, always drawn on the CPU (from ``gen`` itself when it is the
+    CPU epoch generator, else from a CPU generator seeded alike), so that a seed sees the same batches on
+    every device. A CPU tensor: the caller moves it (one host-to-device copy per epoch)."""
+    order_gen = gen if gen.device.type == "cpu" else _epoch_generator(seed, epoch, torch.device("cpu"))
+    return torch.randperm(n, generator=order_gen)
+
+
 def _autocast(device: torch.device, *, cache: bool = True):
     """bf16 autocast on CUDA, nothing elsewhere; ``cache=False`` for a region captured as a CUDA graph
     (autocast's weight-cast cache must be off under capture, as ``torch.cuda.make_graphed_callables``
@@ -157,28 +175,51 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@dataclass(frozen=True)
+class _Attack:
+    """The inner maximisation of adversarial training: ``steps`` Linf PGD steps of size ``alpha`` from a
+    uniform start in the eps ball ([0, 1] pixel units)."""
+
+    eps: float
+    alpha: float
+    steps: int
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> _Attack | None:
+        """FGSM-RS (Wong et al. 2020) is one step of size ``1.25 * eps``, PGD-AT (Madry et al. 2018)
+        ``adv_steps`` steps of size ``2.5 * eps / steps``, unless ``adv_alpha`` is set; None without AT."""
+        if cfg.adversarial is None:
+            return None
+        eps = parse_eps(cfg.adv_eps)
+        if cfg.adversarial == "fgsm_rs":
+            return cls(eps, parse_eps(cfg.adv_alpha) if cfg.adv_alpha is not None else 1.25 * eps, 1)
+        alpha = parse_eps(cfg.adv_alpha) if cfg.adv_alpha is not None else default_alpha(eps, cfg.adv_steps)
+        return cls(eps, alpha, cfg.adv_steps)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
+                 device: torch.device, *, cache: bool = True) -> torch.Tensor:
+        """Adversarial examples from the start ``x + (2 * noise - 1) * eps`` (``noise``: U[0, 1) draws of x's
+        shape). No random draw and no host sync, so a CUDA graph can hold it; ``cache`` as for
+        :func:`_autocast`. The model stays in the mode the trainer put it in; bf16 autocast on CUDA, as for
+        the training step. Only the input gets gradients."""
+
+        def loss(x_adv: torch.Tensor) -> torch.Tensor:
+            with _autocast(device, cache=cache):
+                return F.cross_entropy(model(x_adv), y)
+
+        return linf_pgd(loss, x, eps=self.eps, alpha=self.alpha, steps=self.steps,
+                        start=start_from_noise(x, noise, self.eps))
+
+
 def _adversarial_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                        gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """PGD-AT or FGSM-RS examples in [0, 1] pixel space (the shared :func:`~serobust.linf_pgd.linf_pgd`).
-
-    Both start at a uniform random point of the eps ball drawn from ``gen`` (the epoch's generator);
-    FGSM-RS (Wong et al. 2020) is one step of size ``1.25 * eps``, PGD-AT (Madry et al. 2018)
-    ``adv_steps`` steps of size ``2.5 * eps / steps`` unless ``adv_alpha`` is set. The model stays in
-    the mode the trainer put it in; bf16 autocast on CUDA, as for the training step. Only the input
-    gets gradients.
-    """
-    eps = parse_eps(cfg.adv_eps)
-    if cfg.adversarial == "fgsm_rs":
-        steps, alpha = 1, parse_eps(cfg.adv_alpha) if cfg.adv_alpha is not None else 1.25 * eps
-    else:
-        steps = cfg.adv_steps
-        alpha = parse_eps(cfg.adv_alpha) if cfg.adv_alpha is not None else default_alpha(eps, steps)
-
-    def loss(x_adv: torch.Tensor) -> torch.Tensor:
-        with _autocast(device):
-            return F.cross_entropy(model(x_adv), y)
-
-    return linf_pgd(loss, x, eps=eps, alpha=alpha, steps=steps, start=uniform_start(x, eps, generator=gen))
+    """PGD-AT or FGSM-RS examples in [0, 1] pixel space (the shared :func:`~serobust.linf_pgd.linf_pgd`),
+    starting at a uniform random point of the eps ball drawn from ``gen`` (the epoch's generator): what
+    the training step computes before its update (see :class:`_Attack`)."""
+    attack = _Attack.of(cfg)
+    if attack is None:
+        raise ValueError("TrainConfig.adversarial is None: there is no adversarial batch to make")
+    return attack(model, x, y, uniform_noise(x, generator=gen), device)
 
 
 @torch.no_grad()
@@ -186,8 +227,10 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bat
                       channels_last: bool = False) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of ``model`` on tensors, in eval mode, restoring every mode after.
 
-    Runs on the model's device (:func:`serobust.runtime.model_device`: the CPU for a model without
-    parameters or buffers); counts stay on the device until the one transfer at the end.
+    Scored in float32 (:func:`serobust.runtime.fp32_scoring`: autocast and TF32 off), also when the
+    caller runs under autocast: this is a number that reaches a table. Runs on the model's device
+    (:func:`serobust.runtime.model_device`: the CPU for a model without parameters or buffers); counts
+    stay on the device until the one transfer at the end.
 
     Raises:
         ValueError: ``batch_size`` is not an integer >= 1.
@@ -196,14 +239,13 @@ def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bat
     device = model_device(model)
     correct = torch.zeros((), device=device)
     loss = torch.zeros((), device=device)
-    with eval_mode(model):
+    with eval_mode(model), fp32_scoring():
         for i in range(0, len(y), batch_size):
             xb = x[i : i + batch_size].to(device, non_blocking=True)
             yb = y[i : i + batch_size].to(device, non_blocking=True)
             if channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
-                out = model(xb).float()
+            out = model(xb).float()
             correct += (out.argmax(1) == yb).sum()
             loss += F.cross_entropy(out, yb, reduction="sum")
     n = max(1, len(y))
@@ -272,11 +314,13 @@ def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 
 class _Step:
-    """One SGD step on a batch: forward, loss, backward, optimizer step, and the epoch's running totals.
+    """One SGD step on a batch: (the adversarial examples,) forward, loss, backward, optimizer step, and the
+    epoch's running totals.
 
-    Everything it does stays on the device (no ``.item()``, no data-dependent shapes), so the same code runs
-    eagerly or is captured whole as a CUDA graph by :class:`_GraphedStep`. Gradients are set to ``None``
-    before backward, so backward assigns them (in a capture: from the graph's private memory pool).
+    Everything it does stays on the device (no ``.item()``, no data-dependent shapes, no random draw: the
+    attack's random start comes in as ``noise``), so the same code runs eagerly or is captured whole as a
+    CUDA graph by :class:`_GraphedStep`. Gradients are set to ``None`` before backward, so backward assigns
+    them (in a capture: from the graph's private memory pool).
 
     Attributes:
         loss_sum, correct: summed loss and count of correct predictions since :meth:`reset_totals`;
@@ -284,9 +328,10 @@ class _Step:
     """
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, device: torch.device,
-                 *, capturable: bool = False) -> None:
+                 *, capturable: bool = False, attack: _Attack | None = None) -> None:
         self.model, self.opt, self.loss_fn, self.device = model, opt, loss_fn, device
         self.capturable = capturable
+        self.attack = attack
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device)
 
@@ -294,7 +339,12 @@ class _Step:
         self.loss_sum.zero_()
         self.correct.zero_()
 
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, noise: torch.Tensor | None = None) -> None:
+        """One step on ``(xb, yb)``; with an attack, on its adversarial examples from the start ``noise``."""
+        if self.attack is not None:
+            if noise is None:
+                raise ValueError("adversarial training step without its random-start noise")
+            xb = self.attack(self.model, xb, yb, noise, self.device, cache=not self.capturable)
         with _autocast(self.device, cache=not self.capturable):
             out = self.model(xb)  # (B, classes)
             loss = self.loss_fn(out.float(), yb)
@@ -313,7 +363,8 @@ class _GraphedStep:
     1. warm-up: the first ``warmup`` batches of the full batch size run as ordinary eager steps on a side
        stream. They are real training steps; they also do what must not happen during capture: create
        the momentum buffers (the fused step's first-step branch), cuBLAS/cuDNN handles and workspaces;
-    2. capture: the next full batch is copied into static buffers and the step is recorded on that same
+    2. capture: the next full batch (and its attack noise) is copied into static buffers and the step
+       (attack iterations included) is recorded on that same
        side stream (one stream for warm-up and capture, as ``make_graphed_callables`` does). Recording
        runs nothing, so the graph is replayed at once for this batch;
     3. replay: every later full batch is copied into the static buffers and the graph replayed: one
@@ -333,27 +384,31 @@ class _GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self._x: torch.Tensor | None = None  # static inputs (B, C, H, W) and (B,), shaped by the first batch
         self._y: torch.Tensor | None = None
+        self._noise: torch.Tensor | None = None  # the attack's U[0, 1) draws (B, C, H, W), or None without AT
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
-    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor, noise: torch.Tensor | None = None) -> None:
         if self._x is None:
             self._x, self._y = torch.empty_like(xb), torch.empty_like(yb)
+            self._noise = torch.empty_like(noise) if noise is not None else None
         if xb.shape != self._x.shape or yb.shape != self._y.shape:
-            self.step(xb, yb)
+            self.step(xb, yb, noise)
             return
         if self.warmup_left > 0:
             self.warmup_left -= 1
             with self._side_stream():
-                self.step(xb, yb)
+                self.step(xb, yb, noise)
             return
         self._x.copy_(xb)
         self._y.copy_(yb)
+        if self._noise is not None:
+            self._noise.copy_(noise)
         if self.graph is None and self._stream is not None:
             self._capture()
         if self.graph is not None:
             self.graph.replay()
         else:
-            self.step(self._x, self._y)
+            self.step(self._x, self._y, self._noise)
 
     @contextlib.contextmanager
     def _side_stream(self) -> Iterator[None]:
@@ -370,7 +425,7 @@ class _GraphedStep:
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph, stream=self._stream):
-                self.step(self._x, self._y)
+                self.step(self._x, self._y, self._noise)
         except RuntimeError as e:
             raise SerobustError(
                 f"capturing the training step as a CUDA graph failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
@@ -381,12 +436,14 @@ class _GraphedStep:
         log.info("training step captured as a CUDA graph (batch %d)", self._x.shape[0])
 
 
-def _train_epoch(run: Callable[[torch.Tensor, torch.Tensor], None], step: _Step, x: torch.Tensor,
+def _train_epoch(run: Callable[..., None], step: _Step, x: torch.Tensor,
                  y: torch.Tensor, augment: Any, cfg: TrainConfig, epoch: int, bar: tqdm) -> tuple[float, float]:
     """One pass over ``(x, y)`` in the epoch's random order; returns (last learning rate, seconds).
 
-    Per step the host only queues device work (batch gather, augmentation, optional attack, the step):
-    no host sync, so on CUDA it can run ahead of the GPU; the one wait at the end makes the time the GPU's.
+    Per step the host only queues device work (batch gather, augmentation, the attack's start draws, the
+    step with its attack): no host sync, so on CUDA it can run ahead of the GPU; the one wait at the end
+    makes the time the GPU's. The order comes from :func:`_epoch_order` (CPU-drawn); augmentation and the
+    attack's start are drawn from the epoch generator in that order, batch by batch.
     """
     model, dev = step.model, step.device
     n = len(y)
@@ -395,7 +452,7 @@ def _train_epoch(run: Callable[[torch.Tensor, torch.Tensor], None], step: _Step,
     model.train()
     t0 = time.perf_counter()
     gen = _epoch_generator(cfg.seed, epoch, dev)
-    perm = torch.randperm(n, generator=gen, device=dev)
+    perm = _epoch_order(n, cfg.seed, epoch, gen).to(dev)
     step.reset_totals()
     for i in range(steps):
         lr = _lr_at(epoch * steps + i, total_steps, cfg)
@@ -406,9 +463,8 @@ def _train_epoch(run: Callable[[torch.Tensor, torch.Tensor], None], step: _Step,
             xb = augment(xb, generator=gen)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
-        if cfg.adversarial is not None:
-            xb = _adversarial_batch(model, xb, yb, cfg, gen, dev)
-        run(xb, yb)
+        noise = uniform_noise(xb, generator=gen) if step.attack is not None else None  # outside any graph
+        run(xb, yb, noise)
         bar.update(1)
     _sync(dev)
     return lr, time.perf_counter() - t0
@@ -537,7 +593,8 @@ def train(
     ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir is not None else None
     history, start_epoch = _resume(ckpt_path, model, opt, cfg)
     _set_step_mode(opt, device=dev, capturable=graphed)
-    step = _Step(model, opt, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), dev, capturable=graphed)
+    step = _Step(model, opt, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), dev, capturable=graphed,
+                 attack=_Attack.of(cfg))
     run = _GraphedStep(step) if graphed else step
 
     steps_per_epoch = math.ceil(n / cfg.batch_size)

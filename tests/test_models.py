@@ -117,3 +117,18 @@ def test_normalization_is_the_first_layer_and_uses_the_given_stats():
     assert next(iter(base.named_children()))[0] == "normalize"
     with pytest.raises(ValueError, match="one value per input channel"):
         build_pair("cnn", num_classes=10, in_channels=1, mean=(0.2, 0.3), std=(0.4, 0.5))
+
+
+def test_building_a_model_leaves_every_generator_alone(monkeypatch):
+    """Seeded initialization touches neither the global CPU stream nor any GPU's generator (the registry
+    seeds the CPU generator inside fork_rng; torch.manual_seed would reseed every GPU too)."""
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: reseeded.append(seed))
+    before = torch.get_rng_state()
+    a = serobust.build_model("cnn", 10, 1, seed=3)
+    b = serobust.build_model("cnn", 10, 1, seed=3)
+    assert reseeded == [] and torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = serobust.build_model("cnn", 10, 1, seed=4)
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))

@@ -209,7 +209,8 @@ def test_stopping_a_parallel_run_leaves_no_worker_behind(tmp_path, sig):
     workers: set[int] = set()
     while time.time() < deadline and len(workers) < 2:
         time.sleep(0.5)
-        workers = {c for c in _children(proc.pid) if "spawn" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")}
+        workers = {c for c in _children(proc.pid)
+                   if "serobust-worker" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")}
     assert len(workers) >= 2, "the run did not start its workers"
     time.sleep(1.0)
     proc.send_signal(sig)

@@ -311,11 +311,11 @@ def _graph_mode_on_cpu(monkeypatch):
     calls = []
 
     class Counted(trainer._GraphedStep):
-        def __call__(self, xb, yb):
+        def __call__(self, xb, yb, noise=None):
             groups = self.step.opt.param_groups  # capturable also after a resume's load_state_dict
             assert all(g["fused"] is True and g["lr"] is groups[0]["lr"] for g in groups)
             calls.append(len(yb))
-            super().__call__(xb, yb)
+            super().__call__(xb, yb, noise)
 
     monkeypatch.setattr(trainer, "_use_cuda_graph", lambda setting, device: setting != "off")
     monkeypatch.setattr(trainer, "_GraphedStep", Counted)
@@ -446,3 +446,131 @@ def test_cuda_graph_replays_match_eager_steps_and_never_sync_the_host():
     sa, sb = models[0].state_dict(), models[1].state_dict()
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], rtol=1e-3, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Adversarial training inside the step (and so inside the CUDA graph), the epoch order, fp32 scoring
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _hand_written_at_step(model, opt, xb, yb, u, eps, alpha, steps):
+    """PGD-AT written out (start from the U[0, 1) draws u, sign steps, projection, then one SGD step)."""
+    x_adv = (xb + (2 * u - 1) * eps).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x_adv), yb), x_adv)
+        x_adv = x_adv.detach() + alpha * grad.sign()
+        x_adv = (xb + (x_adv - xb).clamp(-eps, eps)).clamp(0, 1).detach()
+    loss = torch.nn.functional.cross_entropy(model(x_adv), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach() * len(yb)
+
+
+@pytest.mark.parametrize("mode", ["pgd", "fgsm_rs"])
+def test_at_step_through_the_graph_code_path_equals_the_eager_step_bit_for_bit(mode):
+    """The whole adversarial step (random start from a static noise buffer, the attack iterations, the update)
+    through the CUDA-graph wrapper with graphs off (warm-up, static buffers, replay = the step on the buffers,
+    an eager step for the smaller batch) gives the eager step's loss and weights to the last bit, and both
+    equal the algorithm written out by hand."""
+    cfg = TrainConfig(adversarial=mode, adv_eps="8/255", adv_steps=3)
+    attack = trainer._Attack.of(cfg)
+    assert (attack.steps, attack.alpha) == ((3, 2.5 * (8 / 255) / 3) if mode == "pgd" else (1, 1.25 * 8 / 255))
+    results = []
+    for how in ("eager", "graph code path", "by hand"):
+        model = _model(se=True).to(memory_format=torch.channels_last).train()
+        opt = trainer._make_optimizer(model, cfg)
+        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), attack=attack)
+        run = trainer._GraphedStep(step, warmup=2) if how == "graph code path" else step
+        gen = torch.Generator().manual_seed(1)
+        losses, total = [], torch.zeros(())  # the running summed loss after each step
+        for i, (xb, yb) in enumerate(_batches()):
+            trainer._set_lr(opt, 0.05 * (i + 1) / 9)
+            u = torch.rand(xb.shape, generator=gen)
+            if how == "by hand":
+                total += _hand_written_at_step(model, opt, xb, yb, u, attack.eps, attack.alpha, attack.steps)
+                losses.append(total.clone())
+            else:
+                run(xb, yb, u)
+                losses.append(step.loss_sum.clone())
+        if how == "graph code path":
+            assert run.warmup_left == 0 and run._noise.shape == (16, 1, 8, 8)
+        results.append((model, torch.stack(losses)))
+    (m_eager, l_eager), (m_graph, l_graph), (m_hand, l_hand) = results
+    assert torch.equal(l_eager, l_graph) and torch.equal(l_eager, l_hand)
+    assert _same_weights(m_eager, m_graph) and _same_weights(m_eager, m_hand)
+    # and the attack mattered: clean training from the same start ends elsewhere
+    clean = _model(se=True).to(memory_format=torch.channels_last).train()
+    opt = trainer._make_optimizer(clean, cfg)
+    plain = trainer._Step(clean, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+    for i, (xb, yb) in enumerate(_batches()):
+        trainer._set_lr(opt, 0.05 * (i + 1) / 9)
+        plain(xb, yb)
+    assert not _same_weights(m_eager, clean)
+
+
+def test_adversarial_step_refuses_a_missing_noise_buffer():
+    cfg = TrainConfig(adversarial="pgd", adv_steps=1)
+    model = _model().train()
+    step = trainer._Step(model, trainer._make_optimizer(model, cfg), torch.nn.CrossEntropyLoss(),
+                         torch.device("cpu"), attack=trainer._Attack.of(cfg))
+    xb, yb = _batches(n_full=1)[0]
+    with pytest.raises(ValueError, match="noise"):
+        step(xb, yb)
+    assert trainer._Attack.of(TrainConfig()) is None
+
+
+def test_epoch_order_is_drawn_on_the_cpu_for_every_device():
+    """The permutation comes from a CPU generator seeded by (seed, epoch) whatever the training device, so a
+    seed sees the same batches on a GPU as on the CPU (the device generator only draws augmentation/noise)."""
+    expected = torch.randperm(50, generator=torch.Generator().manual_seed(7 * 1_000_003 + 2))
+    cpu_gen = trainer._epoch_generator(7, 2, torch.device("cpu"))
+    assert torch.equal(trainer._epoch_order(50, 7, 2, cpu_gen), expected)
+    cuda_like = types.SimpleNamespace(device=torch.device("cuda"))  # never drawn from: the order is the CPU's
+    got = trainer._epoch_order(50, 7, 2, cuda_like)
+    assert got.device.type == "cpu" and torch.equal(got, expected)
+
+
+class _NearlyTied(torch.nn.Module):
+    """Logits 100 + (small differences): float32 tells the classes apart, bf16 (spacing 0.5 at 100) cannot."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 10)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(10, 64, generator=torch.Generator().manual_seed(0)) * 0.01)
+            self.lin.bias.fill_(100.0)
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+
+def test_test_accuracy_is_scored_in_float32_even_under_autocast():
+    from serobust.trainer import evaluate_accuracy
+
+    model = _NearlyTied()
+    x = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fp32 = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(x).float()
+    y = fp32.argmax(1)
+    assert (bf16.argmax(1) == y).float().mean() < 0.5  # a bf16 score would be far off: the test can fail
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        accuracy, loss = evaluate_accuracy(model, x, y, batch_size=64)
+    assert accuracy == 1.0
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(fp32, y).item(), rel=1e-6)
+    assert torch.backends.cudnn.allow_tf32 is True  # the TF32 flags are restored after scoring
+
+
+@needs_cuda
+@pytest.mark.parametrize("mode", ["pgd", "fgsm_rs"])
+def test_cuda_graphed_adversarial_training_agrees_with_eager_within_noise(digits, caplog, mode):
+    cfg = dataclasses.replace(FAST, adversarial=mode, adv_eps=0.1, adv_steps=3)
+    with caplog.at_level(logging.INFO, logger="serobust.trainer"):
+        _, h_graph = train(_model(), digits, dataclasses.replace(cfg, cuda_graph="on"), device="cuda")
+    assert "captured as a CUDA graph (batch 128)" in caplog.text
+    _, h_eager = train(_model(), digits, dataclasses.replace(cfg, cuda_graph="off"), device="cuda")
+    assert h_graph["train_loss"].iloc[0] == pytest.approx(h_eager["train_loss"].iloc[0], rel=0.05)
+    assert abs(h_graph["test_acc"].iloc[-1] - h_eager["test_acc"].iloc[-1]) < 0.05

@@ -16,6 +16,11 @@ input raises :class:`~serobust.errors.InputError` naming the batch, a broken res
 Robust correctness of an example is ``clean correct AND adversarial prediction == label`` (AutoAttack's
 convention): an attack that happens to fix a misclassified input does not count as robust.
 
+Precision: with ``autocast=True`` (CUDA) the attacks *craft* under bf16 autocast, but every prediction
+that is counted (the clean pass, each adversarial prediction, a minimum-norm attack's "fooled" test, the
+transfer target's prediction) comes from a float32 forward with autocast and TF32 off
+(:meth:`Logits.score`, :func:`serobust.runtime.fp32_scoring`): the accuracies are fp32 numbers.
+
 On CUDA the per-batch loop never waits on the host: the RNG is forked once per call (each run starts
 from ``manual_seed``, a host-side operation; the CPU generator, cheap to copy, is saved and restored
 around each run as ``fork_rng`` did), checks and per-example results stay on the device, and one transfer
@@ -41,7 +46,7 @@ from torch import nn
 
 from ..errors import DeviceError, InputError
 from ..names import WORST_CASE
-from ..runtime import attack_state, model_device, resolve_device
+from ..runtime import attack_state, fp32_scoring, model_device, resolve_device
 from .base import AttackSpec, as_spec, as_specs
 from .batches import GuardedBatches, check_batch_size, require_float_images
 from .budgets import check_l2_radius, parse_eps_for, resolve_eps
@@ -67,8 +72,14 @@ _STATS = ("linf", "l2", "lo", "hi")
 # ---------------------------------------------------------------------------------------------------------
 
 
+#: devices on which ``autocast=True`` crafts under bf16 autocast (elsewhere it is ignored, with a note)
+AUTOCAST_DEVICES = ("cuda",)
+
+
 class Logits(nn.Module):
-    """Float32 logits of ``model``; under bf16 autocast with channels_last input when asked (CUDA only).
+    """The model as the attacks see it: logits cast to float32, computed under bf16 autocast with
+    channels_last input when asked (CUDA only; the attack's own forwards). :meth:`score` is the float32
+    forward (autocast and TF32 off) for every prediction that is counted.
 
     The empty ``anchor`` parameter makes ``next(parameters())`` name the right device for torchattacks
     even when the wrapped model has no parameters (torchattacks would print otherwise).
@@ -79,14 +90,22 @@ class Logits(nn.Module):
         self.anchor = nn.Parameter(torch.empty(0, device=device), requires_grad=False)
         self.model = model
         self.autocast = autocast
+        self.device_type = device.type
         self.training = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.autocast:
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-                out = self.model(x.contiguous(memory_format=torch.channels_last))
-        else:
-            out = self.model(x)
+            with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
+                return self._checked(self.model(x.contiguous(memory_format=torch.channels_last)))
+        return self._checked(self.model(x))
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Float32 logits from a float32 forward (autocast and TF32 off): what predictions are counted from."""
+        with fp32_scoring():
+            return self._checked(self.model(x))
+
+    @staticmethod
+    def _checked(out: object) -> torch.Tensor:
         if not isinstance(out, torch.Tensor) or out.ndim != 2:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"the model must return logits of shape (batch, num_classes), got {got}")
@@ -121,8 +140,8 @@ def autocast_on(autocast: bool, device: torch.device) -> tuple[bool, list[str]]:
     """Whether bf16 autocast applies on ``device``, and the note saying so."""
     if not autocast:
         return False, []
-    if device.type == "cuda":
-        return True, ["bf16 autocast, channels_last"]
+    if device.type in AUTOCAST_DEVICES:
+        return True, ["crafted under bf16 autocast, channels_last; scored in float32"]
     return False, [f"autocast ignored on {device.type} (float32)"]
 
 
@@ -166,12 +185,26 @@ def blame_input(stream: GuardedBatches) -> Iterator[None]:
         raise
 
 
+def scorer(model: nn.Module):
+    """The forward predictions are counted from: ``model.score`` for :class:`Logits` (float32), else the
+    model itself under :func:`~serobust.runtime.fp32_scoring`."""
+    if isinstance(model, Logits):
+        return model.score
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        with fp32_scoring():
+            return model(x)
+
+    return score
+
+
 def clean_pass(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, stream: GuardedBatches, *,
                input_gradients: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Clean logits (B, K), and the input gradient of the summed CE loss if asked; labels checked in between."""
+    """Clean float32 logits (B, K) (:func:`scorer`), and the input gradient of the summed CE loss if asked;
+    labels checked in between."""
     xg = xb.detach().requires_grad_(input_gradients)
-    with torch.set_grad_enabled(input_gradients):
-        out = model(xg)  # (B, K)
+    with torch.set_grad_enabled(input_gradients), fp32_scoring():  # the backward for grad_norm too
+        out = scorer(model)(xg)  # (B, K)
         stream.check_labels(out.shape[1])
         grad = torch.autograd.grad(F.cross_entropy(out, yb, reduction="sum"), xg)[0] if input_gradients else None
     return out.detach(), grad
@@ -231,8 +264,8 @@ def generate(
         seed: base seed; each batch runs from a seed derived from (seed, attack, eps, batch index).
         batch_size: examples per attack call.
         device: where the attack runs; None means the model's device.
-        autocast: on CUDA, bf16 autocast + channels_last for the model's forward (logits and the attack
-            step stay float32); ignored on CPU.
+        autocast: on CUDA, the attack crafts under bf16 autocast + channels_last (logits cast to float32,
+            the attack step in float32); ignored on CPU.
 
     Returns:
         x_adv, float32, on x's device, same shape as x. eps=0 returns ``x.clone()`` (as float32).
@@ -269,7 +302,7 @@ def generate(
         for b, xb, yb in stream:
             if b == 0:
                 with torch.no_grad():
-                    logits = wm(xb)
+                    logits = wm.score(xb)
                 num_classes = logits.shape[1]
                 outputs.record(wm, xb, logits)
                 job.build(wm, num_classes)
@@ -327,8 +360,9 @@ def evaluate(
         return_examples: also return ``{(attack_label, eps): x_adv}`` (CPU tensors, worst_case included;
             they stay on the device until the end of the call, so budget device memory for them).
         seed: base seed; each (attack, eps, batch) runs from a seed derived from it.
-        autocast: on CUDA, bf16 autocast + channels_last for the model's forward (logits and the attack
-            step stay float32); on CPU accepted, ignored and said in ``notes``.
+        autocast: on CUDA, the attacks craft under bf16 autocast + channels_last (logits cast to float32);
+            every counted prediction (clean and adversarial) still comes from a float32 forward with
+            autocast and TF32 off. On CPU accepted, ignored and said in ``notes``.
         progress: tqdm bar over attacks x batches; None shows it when stderr is a terminal.
         input_gradients: compute ``grad_norm``/``zero_grad_frac`` (one backward per batch, shared by all
             attacks and budgets of the call); False skips it and leaves those columns NaN.

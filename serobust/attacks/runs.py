@@ -74,6 +74,11 @@ class SeededRuns:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _score(model: nn.Module):
+    """The float32 forward of the harness's Logits wrapper (``model.score``), else the model."""
+    return getattr(model, "score", model)
+
+
 class Job:
     """One attack spec at every eps of a call: runners built on the first batch, reused for the rest.
 
@@ -122,7 +127,7 @@ class Job:
             adv_pred = None
             if pred is not None:
                 with torch.no_grad():
-                    adv_pred = model(x_adv).argmax(1)
+                    adv_pred = _score(model)(x_adv).argmax(1)  # float32: this prediction is counted
             yield i, x_adv, adv_pred
 
     def _run_minimum_norm(self, seeder: SeededRuns, model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, b: int,
@@ -135,7 +140,7 @@ class Job:
             if raw is None:  # once per batch, for every eps
                 raw = seeder.run(self.runners[None], xb, yb, seed=batch_seed(self.seed, self.label, None, b))
                 with torch.no_grad():
-                    raw_pred = model(raw).argmax(1)  # (B,)
+                    raw_pred = _score(model)(raw).argmax(1)  # (B,), float32
                 order = float("inf") if self.spec.norm == "Linf" else 2.0
                 size = torch.linalg.vector_norm((raw - xb).flatten(1), order, dim=1)  # (B,)
                 fooled = raw_pred != yb

@@ -120,7 +120,7 @@ def evaluate_transfer(
                     transfer = pred["target"]
                 else:
                     with torch.no_grad():
-                        transfer = wms["target"](x_src).argmax(1)
+                        transfer = wms["target"].score(x_src).argmax(1)  # float32
                 ledger.add(("source_adv_pred", i), src_adv)
                 ledger.add(("transfer_pred", i), transfer)
                 ledger.add(("target_whitebox_pred", i), tgt_wb)

@@ -57,7 +57,12 @@ def build_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> nn.Module:
-    """Build one registered model; initialization is seeded without touching the global RNG state."""
+    """Build one registered model on the CPU; initialization is seeded without touching any global RNG state.
+
+    Only the CPU generator is seeded (initialization runs on the CPU), inside ``fork_rng``, which restores it
+    afterwards; ``torch.manual_seed`` would also reseed every GPU's generator, which ``fork_rng(devices=[])``
+    does not restore.
+    """
     if arch not in _REGISTRY:
         raise ValueError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHITECTURES)}")
     if num_classes < 2:
@@ -70,7 +75,7 @@ def build_model(
     if seed is None:
         return _REGISTRY[arch](**kw)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.random.default_generator.manual_seed(seed)  # the CPU generator only
         return _REGISTRY[arch](**kw)
 
 

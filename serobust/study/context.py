@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerEnv:
-    """How a process runs tasks: the study folder and the device type (``"cpu"`` or ``"cuda"``).
+    """How a process runs tasks: the study folder and the device (``"cpu"``, ``"cuda"`` or ``"cuda:1"``).
 
-    On CUDA, a worker uses the GPU its process was given (the current CUDA device); the CPU thread count
-    of each task is one of its params (see :func:`serobust.study.plan.numerics`).
+    ``"cuda"`` is the process's current CUDA device (a pool worker sees only its own GPU); an explicit index
+    is honoured as given. The CPU thread count of each task is one of its params (see
+    :func:`serobust.study.plan.numerics`).
     """
 
     root: str
@@ -57,9 +58,10 @@ class TaskContext:
 
     @property
     def device(self) -> torch.device:
-        if self.env.device == "cuda":
+        dev = torch.device(self.env.device)
+        if dev.type == "cuda" and dev.index is None:
             return torch.device("cuda", torch.cuda.current_device())
-        return torch.device(self.env.device)
+        return dev
 
     def dataset(self, data: Mapping[str, Any]):
         """The :class:`~serobust.data.DatasetBundle` for ``data`` params, its train split subset as asked."""
@@ -218,14 +220,21 @@ def check_implementations(task: Task) -> None:
 
 
 def run_task(task: Task, env: WorkerEnv) -> float:
-    """Run one task in this process and store its outputs; returns its seconds. Same in every executor."""
+    """Run one task in this process and store its outputs; returns its seconds. Same in every executor.
+
+    Every task but training runs with TF32 off (:func:`serobust.runtime.fp32_scoring`), so the numbers its
+    tables report are float32 on a GPU too (training uses bf16 autocast, and its test accuracy is scored in
+    float32 by the trainer).
+    """
+    from ..runtime import fp32_scoring
     from .stages import STAGES
 
     check_implementations(task)
     ctx = context_for(env)
     stage = STAGES[task.stage]
     folder = ctx.store.task_dir(task)
-    with _threads(task.params.get("numerics", {}).get("threads")):
+    precision = contextlib.nullcontext() if stage.makes_model else fp32_scoring()
+    with _threads(task.params.get("numerics", {}).get("threads")), precision:
         t0 = time.perf_counter()
         inputs = ctx.inputs(task)
         folder.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,30 @@
 
 Every executor runs the same function, :func:`~serobust.study.context.run_task`, on the same tasks, and
 every task writes its outputs to the study folder; the executor only decides where and how many at once.
-Results therefore do not depend on the executor (the CPU thread count, which does change numbers, is a
-task param, see :func:`serobust.study.plan.numerics`).
+What that means for the numbers depends on the device:
 
-* :class:`InProcess`: one task at a time in this process (``jobs = 1``, the default).
-* :class:`LocalPool`: ``jobs`` worker processes (spawned, so CUDA and OpenMP start clean); on CUDA the
-  workers are spread over every visible GPU, ``jobs_per_gpu`` per GPU.
-* :class:`RayPool`: Ray tasks with ``num_cpus = threads`` and fractional ``num_gpus = 1 / jobs_per_gpu``, on
-  a Ray started for the run or on an existing cluster (``address = "auto"`` or ``"ray://host:10001"``).
+* on the CPU results are bit-identical whatever the executor and the number of jobs (the CPU thread count,
+  which does change numbers, is a task param, see :func:`serobust.study.plan.numerics`);
+* on CUDA results are statistically equal, not bit-identical: cuDNN's non-deterministic kernels and atomics
+  change the last bits from run to run, and the sign of a gradient turns that into different adversarial
+  examples. ``[execution] deterministic = true`` makes each GPU process repeatable on one machine
+  (:func:`serobust.runtime.deterministic_cuda`); the run metadata records which mode ran.
+
+The executors:
+
+* :class:`InProcess`: one task at a time in this process (``jobs = 1``, the default), on the device the
+  study names (``cuda:1`` stays GPU 1).
+* :class:`LocalPool`: worker processes on this machine (:mod:`serobust.study.worker`), each started with the
+  environment :func:`plan_slots` gives it: on CUDA its own GPU (``CUDA_VISIBLE_DEVICES``, ``jobs_per_gpu``
+  workers per GPU) and ``cores / workers`` CPU threads; on the CPU ``threads`` threads each, with the job
+  count capped by the cores. A worker lives for the whole run, keeping torch, the CUDA context and its
+  data-set and model caches across tasks; it dies with the driver (``PR_SET_PDEATHSIG``, armed before it
+  imports torch, and a check of its parent's pid while idle).
+* :class:`RayPool`: Ray actors, one per slot (``num_cpus = threads``, ``num_gpus = 1 / jobs_per_gpu`` rounded
+  down to Ray's 1e-4 resource unit so that ``jobs_per_gpu`` actors always fit on one GPU), on a Ray started
+  for the run or on an existing cluster (``address = "auto"`` or ``"ray://host:10001"``; an address that
+  does not answer fails within :data:`RAY_CONNECT_TIMEOUT_S` with a one-line error). An actor keeps its
+  process, data-set cache and CUDA context across the tasks it runs.
 
 :func:`execute` schedules: a task starts when its deps are done; a failed task stops new starts, lets the
 running ones finish (their results are kept, so a re-run resumes) and raises :class:`TaskFailed` naming
@@ -18,26 +34,39 @@ its stage and key. Ctrl-C or SIGTERM terminates every worker before returning.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
+import itertools
 import logging
-import multiprocessing as mp
+import math
 import os
 import signal
+import socket
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_connections
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from ..errors import SerobustError
+from ..runtime import available_cores
+from . import worker as worker_module
 from .context import WorkerEnv, run_task
 from .store import StudyStore
 from .tasks import Task, topological
 
-__all__ = ["TaskFailed", "InProcess", "LocalPool", "RayPool", "make_executor", "execute", "terminate_on_sigterm"]
+__all__ = ["TaskFailed", "InProcess", "LocalPool", "RayPool", "WorkerSlot", "plan_slots", "gpu_share",
+           "make_executor", "execute", "terminate_on_sigterm", "RAY_CONNECT_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
+
+#: seconds a Ray ``address`` has to answer (TCP) and to finish ``ray.init`` before the run fails
+RAY_CONNECT_TIMEOUT_S = 30.0
 
 
 class TaskFailed(RuntimeError):
@@ -50,10 +79,68 @@ class TaskFailed(RuntimeError):
                          f"{type(error).__name__}: {error}")
 
 
+# ------------------------------------------------------------------------------------------ the plan
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """What one worker process runs with: its CPU threads and, on CUDA, the one GPU it sees."""
+
+    threads: int
+    visible_devices: str | None = None  # CUDA_VISIBLE_DEVICES of the worker (None: inherited, CPU runs)
+
+
+def gpu_ids(device: str) -> list[str]:
+    """The physical ids of the GPUs a study on ``device`` may use, as ``CUDA_VISIBLE_DEVICES`` entries:
+    this process's visible GPUs (``cuda``) or the one it names (``cuda:1``)."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible is not None else \
+        [str(i) for i in range(torch.cuda.device_count())]
+    index = torch.device(device).index
+    if index is not None:
+        if index >= len(ids):
+            raise SerobustError(f"device {device} does not exist: {len(ids)} GPU(s) are visible", where="study.device")
+        ids = [ids[index]]
+    return ids
+
+
+def plan_slots(jobs: int, *, threads: int, gpus: Sequence[str] = (), jobs_per_gpu: int = 1,
+               cores: int | None = None) -> list[WorkerSlot]:
+    """One :class:`WorkerSlot` per worker that fits this machine.
+
+    On the CPU (``gpus`` empty) every worker runs ``threads`` threads; ``jobs = 0`` means ``cores // threads``
+    workers and more than that is capped with a warning (more threads than cores only slow every task). On
+    CUDA ``jobs = 0`` means ``jobs_per_gpu`` workers per GPU; workers take the GPUs in turn (worker i sees
+    ``gpus[i % len(gpus)]``), the count is capped by the cores, and the cores are shared out
+    (``cores // workers`` threads each; CUDA numerics do not depend on the CPU thread count).
+    """
+    cores = cores or available_cores()
+    if gpus:
+        n = jobs or len(gpus) * jobs_per_gpu
+        if n > cores:
+            log.warning("%d jobs on %d CPU cores: capped at %d (one core per GPU worker at least)", n, cores, cores)
+            n = cores
+        share = max(1, cores // n)
+        return [WorkerSlot(share, gpus[i % len(gpus)]) for i in range(n)]
+    fit = max(1, cores // threads)
+    n = jobs or fit
+    if n > fit:
+        log.warning("%d jobs x %d threads exceed the %d CPU cores: capped at %d jobs", n, threads, cores, fit)
+        n = fit
+    return [WorkerSlot(threads) for _ in range(n)]
+
+
+def gpu_share(jobs_per_gpu: int) -> float:
+    """``1 / jobs_per_gpu`` rounded *down* to Ray's resource unit (1e-4): Ray rounds fractional resources
+    to 4 decimals, and ``round(1/3, 4) * 3`` fits while ``0.33334 * 3`` would lose a slot."""
+    return math.floor(10_000 / jobs_per_gpu) / 10_000
+
+
 # ------------------------------------------------------------------------------------------ executors
 
 class InProcess:
-    """Run each task at once, in this process."""
+    """Run each task at once, in this process, on ``env.device`` (an explicit ``cuda:1`` included)."""
 
     name = "local"
     slots = 1
@@ -63,9 +150,12 @@ class InProcess:
         self._done: list[tuple[object, BaseException | None]] = []
 
     def submit(self, task: Task) -> object:
+        return self.call(run_task, task, self.env)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> object:
         handle = object()
         try:
-            run_task(task, self.env)
+            fn(*args)
             self._done.append((handle, None))
         except KeyboardInterrupt:
             raise
@@ -84,63 +174,185 @@ class InProcess:
         pass
 
 
-def _init_worker(env: WorkerEnv, gpus: Any) -> None:
-    """Worker start: ignore Ctrl-C (the driver stops us), die with the driver, take a GPU."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(Exception):  # Linux: SIGKILL this worker when the driver process dies
-        import ctypes
+class _Worker:
+    """One worker process of a :class:`LocalPool` and the driver's end of its connection."""
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s worker %(process)d: %(message)s")
-    if env.device == "cuda":
-        import torch
+    def __init__(self, slot: WorkerSlot, *, deterministic: bool) -> None:
+        self.slot = slot
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, worker_module.PARENT_ENV: str(os.getpid()), worker_module.THREADS_ENV: str(slot.threads),
+               "OMP_NUM_THREADS": str(slot.threads), "MKL_NUM_THREADS": str(slot.threads)}
+        if slot.visible_devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = slot.visible_devices
+        if deterministic:
+            from ..runtime import CUBLAS_WORKSPACE
 
-        torch.cuda.set_device(gpus.get())
+            env[worker_module.DETERMINISTIC_ENV] = "1"
+            env.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        code = "import serobust.study.worker as w; w.main()"
+        self.process = subprocess.Popen([sys.executable, "-c", code, worker_module.MARKER, str(theirs.fileno())],
+                                        env=env, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+
+    def send(self, fn: Callable[..., Any], args: tuple) -> None:
+        self.conn.send((fn, args))
+
+    def answer(self) -> tuple[Any, BaseException | None]:
+        """The answer to the last call: ``(result, None)`` on success, ``(None, error)`` otherwise (a dead
+        worker included)."""
+        try:
+            status, value = self.conn.recv()
+        except (EOFError, OSError):
+            code = self.process.wait(timeout=10)
+            return None, RuntimeError(f"worker process {self.process.pid} died (exit code {code}) while running "
+                                      "the task; out of memory? a rerun resumes from the finished tasks")
+        return (None, value) if status == "error" else (value, None)
+
+    def stop(self, *, kill: bool) -> None:
+        with contextlib.suppress(Exception):
+            if kill:
+                self.process.terminate()
+            else:
+                self.conn.send(None)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        with contextlib.suppress(Exception):
+            self.conn.close()
 
 
 class LocalPool:
-    """``jobs`` spawned worker processes on this machine."""
+    """Worker processes on this machine, one per :class:`WorkerSlot`, alive for the whole run."""
 
     name = "local"
 
-    def __init__(self, env: WorkerEnv, jobs: int, *, gpus: int = 0) -> None:
-        self.env = env
-        self.slots = jobs
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue() if gpus else None
-        if queue is not None:
-            for i in range(jobs):
-                queue.put(i % gpus)
-        self._pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_init_worker,
-                                            initargs=(env, queue))
+    def __init__(self, env: WorkerEnv, slots: Sequence[WorkerSlot], *, deterministic: bool = False) -> None:
+        import torch
 
-    def submit(self, task: Task) -> cf.Future:
-        return self._pool.submit(run_task, task, self.env)
+        # a worker sees one GPU (its own CUDA_VISIBLE_DEVICES): "cuda" there is that GPU
+        self.env = WorkerEnv(env.root, torch.device(env.device).type) if env.device.startswith("cuda") else env
+        self.plan = list(slots)
+        self.slots = len(self.plan)
+        self._deterministic = deterministic
+        self._workers = [_Worker(slot, deterministic=deterministic) for slot in self.plan]
+        self._idle = list(range(self.slots))
+        self._busy: dict[int, int] = {}  # handle -> worker index
+        self._results: dict[int, Any] = {}
+        self._ids = itertools.count()
 
-    def wait(self, handles: Sequence[cf.Future]) -> list[tuple[cf.Future, BaseException | None]]:
-        done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
-        return [(f, f.exception()) for f in done]
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers]
+
+    def submit(self, task: Task) -> int:
+        return self.call(run_task, task, self.env)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> int:
+        """Run ``fn(*args)`` in an idle worker (a module-level function: it travels by name)."""
+        if not self._idle:
+            raise RuntimeError("LocalPool.call with every worker busy: wait for one first")
+        i = self._idle.pop(0)
+        if self._workers[i].process.poll() is not None:  # died earlier: replace it
+            self._workers[i] = _Worker(self.plan[i], deterministic=self._deterministic)
+        handle = next(self._ids)
+        self._busy[handle] = i
+        self._workers[i].send(fn, args)
+        return handle
+
+    def wait(self, handles: Sequence[int]) -> list[tuple[int, BaseException | None]]:
+        by_conn = {self._workers[self._busy[h]].conn: h for h in handles}
+        out = []
+        for conn in wait_connections(list(by_conn)):
+            handle = by_conn[conn]
+            i = self._busy.pop(handle)
+            value, error = self._workers[i].answer()
+            if error is None:
+                self._results[handle] = value
+            out.append((handle, error))
+            self._idle.append(i)
+        return out
+
+    def result(self, handle: int) -> Any:
+        """The return value of a finished call (once)."""
+        return self._results.pop(handle)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        for w in self._workers:
+            w.stop(kill=False)
 
-    def terminate(self, handles: Sequence[cf.Future] = ()) -> None:
-        processes = list(getattr(self._pool, "_processes", {}).values())
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for p in processes:
-            with contextlib.suppress(Exception):
-                p.terminate()
-        for p in processes:
-            with contextlib.suppress(Exception):
-                p.join(timeout=10)
+    def terminate(self, handles: Sequence[int] = ()) -> None:
+        for w in self._workers:
+            w.stop(kill=True)
+
+
+class _RayWorker:
+    """A Ray actor: one process that runs calls one after another and keeps what it loaded (torch, the CUDA
+    context, :func:`~serobust.study.context.context_for`'s data-set and model caches)."""
+
+    def __init__(self, threads: int, deterministic: bool) -> None:
+        import torch
+
+        from ..runtime import deterministic_cuda
+
+        torch.set_num_threads(threads)
+        deterministic_cuda(deterministic)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _ray_init(ray: Any, address: str, timeout: float, **kw: Any) -> None:
+    """``ray.init``; a remote ``address`` must answer a TCP connect and finish ``init`` within ``timeout``.
+
+    Raises:
+        SerobustError: one line naming the address and the fix.
+    """
+    if not address:
+        ray.init(**kw)
+        return
+    kw.pop("num_cpus", None)
+    if address != "auto":
+        target = address.removeprefix("ray://")
+        host, _, port = target.rpartition(":")
+        try:
+            with socket.create_connection((host or "127.0.0.1", int(port)), timeout=min(timeout, 10.0)):
+                pass
+        except (OSError, ValueError) as e:
+            raise SerobustError(f"execution.address = {address!r}: no Ray cluster answers there "
+                                f"({getattr(e, 'strerror', None) or e}); start one (ray start --head) or fix "
+                                "the address (\"auto\", \"host:6379\" or \"ray://host:10001\")",
+                                where="execution.address") from None
+    failure: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            ray.init(address=address, **kw)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(e)
+
+    thread = threading.Thread(target=connect, daemon=True, name="ray-connect")
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive() or failure:
+        reason = f"{type(failure[0]).__name__}: {str(failure[0]).splitlines()[0]}" if failure else \
+            f"no answer within {timeout:.0f} s"
+        raise SerobustError(f"execution.address = {address!r}: could not join the Ray cluster ({reason}); "
+                            "check that it runs (ray status) and the address", where="execution.address")
 
 
 class RayPool:
-    """Ray tasks: a local Ray started for the run (``address = ""``) or an existing cluster."""
+    """Ray actors, one per slot: a local Ray started for the run (``address = ""``) or an existing cluster."""
 
     name = "ray"
 
-    def __init__(self, env: WorkerEnv, jobs: int, *, address: str, threads: int, gpu_fraction: float) -> None:
+    def __init__(self, env: WorkerEnv, jobs: int, *, address: str, threads: int, gpu_fraction: float,
+                 connect_timeout: float = RAY_CONNECT_TIMEOUT_S, deterministic: bool = False) -> None:
         try:
             import ray
         except ImportError:
@@ -151,21 +363,41 @@ class RayPool:
         if self._started:
             kw: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
                                   "log_to_driver": False}
-            if address:
-                ray.init(address=address, **kw)
-            else:
-                ray.init(num_cpus=jobs * threads if jobs > 0 else None, **kw)
-        self.env = env
-        self.slots = jobs if jobs > 0 else 1 << 30  # 0: as many as the cluster's resources admit
-        self._remote = ray.remote(num_cpus=threads, num_gpus=gpu_fraction, max_retries=0)(run_task)
+            if deterministic:
+                from ..runtime import CUBLAS_WORKSPACE
+
+                kw["runtime_env"] = {"env_vars": {"CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE}}
+            _ray_init(ray, address, connect_timeout, num_cpus=jobs * threads if jobs > 0 else None, **kw)
+        # an actor sees the GPU Ray gave it (CUDA_VISIBLE_DEVICES): "cuda" there is that GPU
+        self.env = WorkerEnv(env.root, "cuda") if env.device.startswith("cuda") else env
+        if jobs <= 0:  # as many actors as the cluster's resources admit
+            res = ray.cluster_resources()
+            jobs = int(res.get("GPU", 0) / gpu_fraction + 1e-6) if gpu_fraction else int(res.get("CPU", 1) // threads)
+        self.slots = max(1, jobs)
+        actor = ray.remote(num_cpus=threads, num_gpus=gpu_fraction, max_restarts=0)(_RayWorker)
+        self._actors = [actor.remote(threads, deterministic) for _ in range(self.slots)]
+        self._idle = list(self._actors)
+        self._busy: dict[Any, Any] = {}  # ObjectRef -> actor
 
     def submit(self, task: Task) -> Any:
-        return self._remote.remote(task, self.env)
+        return self.call(run_task, task, self.env)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on an idle actor."""
+        actor = self._idle.pop(0)
+        ref = actor.call.remote(fn, *args)
+        self._busy[ref] = actor
+        return ref
+
+    def result(self, ref: Any) -> Any:
+        """The return value of a finished call."""
+        return self._ray.get(ref)
 
     def wait(self, handles: Sequence[Any]) -> list[tuple[Any, BaseException | None]]:
         ready, _ = self._ray.wait(list(handles), num_returns=1)
         out = []
         for ref in ready:
+            self._idle.append(self._busy.pop(ref))
             try:
                 self._ray.get(ref)
                 out.append((ref, None))
@@ -174,6 +406,9 @@ class RayPool:
         return out
 
     def close(self) -> None:
+        for actor in self._actors:
+            with contextlib.suppress(Exception):
+                self._ray.kill(actor)
         if self._started:
             self._ray.shutdown()
 
@@ -185,23 +420,32 @@ class RayPool:
 
 
 def make_executor(execution: Any, env: WorkerEnv, *, jobs: int | None = None):
-    """The executor an ``[execution]`` section (and ``--jobs``) asks for, with ``jobs`` resolved.
+    """The executor an ``[execution]`` section (and ``--jobs``) asks for, fitted to this machine.
 
-    ``jobs = 0`` means one job per CPU core / ``threads`` on the CPU, ``jobs_per_gpu`` per visible GPU on CUDA.
+    ``jobs = 0`` means one job per ``threads`` CPU cores on the CPU, ``jobs_per_gpu`` per GPU on CUDA (see
+    :func:`plan_slots`); ``threads`` beyond the cores is capped with a warning.
     """
-    import torch
-
     n = execution.jobs if jobs is None else jobs
-    gpus = torch.cuda.device_count() if env.device == "cuda" else 0
-    if n == 0:
-        n = gpus * execution.jobs_per_gpu if gpus else max(1, (os.cpu_count() or 1) // execution.threads)
+    deterministic = bool(getattr(execution, "deterministic", False))
+    threads = cap_threads(execution.threads)
+    cuda = env.device.startswith("cuda")
     if execution.executor == "ray":  # jobs = 0: as many at once as the cluster's resources admit
-        fraction = 1.0 / execution.jobs_per_gpu if env.device == "cuda" else 0.0
-        return RayPool(env, execution.jobs if jobs is None else jobs, address=execution.address,
-                       threads=execution.threads, gpu_fraction=fraction)
-    if n == 1:
+        return RayPool(env, n, address=execution.address, threads=threads, deterministic=deterministic,
+                       gpu_fraction=gpu_share(execution.jobs_per_gpu) if cuda else 0.0)
+    slots = plan_slots(n, threads=threads, gpus=gpu_ids(env.device) if cuda else (),
+                       jobs_per_gpu=execution.jobs_per_gpu)
+    if len(slots) == 1:
         return InProcess(env)
-    return LocalPool(env, n, gpus=gpus)
+    return LocalPool(env, slots, deterministic=deterministic)
+
+
+def cap_threads(threads: int, cores: int | None = None) -> int:
+    """``threads`` capped by the cores, with a warning (1000 threads on 2 cores would crawl, not fail)."""
+    cores = cores or available_cores()
+    if threads > cores:
+        log.warning("execution.threads = %d exceeds the %d CPU cores: using %d", threads, cores, cores)
+        return cores
+    return threads
 
 
 # ------------------------------------------------------------------------------------------ scheduling

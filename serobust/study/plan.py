@@ -26,7 +26,10 @@ def numerics(cfg: StudyConfig, device_type: str) -> dict[str, Any]:
     thread count changes trained weights in the last bits; it is therefore fixed by the study
     (``execution.threads``), not by the executor, and part of every key. On CUDA it does not enter.
     """
-    return {"device": device_type, "threads": cfg.execution.threads if device_type == "cpu" else None}
+    from ..runtime import available_cores
+
+    threads = min(cfg.execution.threads, available_cores())  # what runs: more than the cores is capped
+    return {"device": device_type, "threads": threads if device_type == "cpu" else None}
 
 
 def members(cfg: StudyConfig) -> list[str]:
