@@ -656,7 +656,14 @@ def _headline(v: Verdict) -> str:
     mde = power.get("mde", _NAN)
     if v.outcome != "supported" and mde == mde:
         text += f"; the study could have detected a gain of {100 * mde:.1f} points or more with {POWER:.0%} power"
-    return text + "."
+    text += "."
+    refuted = [c.id for c in v.criteria if c.counts and c.role == "mechanism" and c.p_holm == c.p_holm
+               and c.p_holm < v.settings["alpha"] and c.outcome in ("not supported", "opposite")]
+    if v.outcome in ("not supported", "opposite") and rob.outcome != v.outcome and refuted:
+        # the badge says "not supported" while the sentence above is about robustness: say what decided it
+        text += (f" H1 as a whole is {v.outcome}: its mechanism criteria {', '.join(refuted)} are refuted after "
+                 "Holm's correction.")
+    return text
 
 
 # ----------------------------------------------------------------------------------------------------

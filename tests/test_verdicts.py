@@ -522,3 +522,15 @@ def test_public_names_stay_functions_whatever_was_imported_first():
     for name in ("verdict", "mcnemar", "pooled_mcnemar", "headline_table", "informative_budgets"):
         assert callable(getattr(sr, name)) and getattr(sr, name).__name__ == name
     assert sr.verdict is V.verdict and sr.robust_accuracy_table is S.robust_accuracy_table
+
+
+def test_headline_names_the_mechanism_criteria_that_decided_a_not_supported_verdict():
+    """The badge reads "not supported" while the sentence is about robustness: the headline says why."""
+    # robustness undecided (mixed gains); the gate does not damp (ratio 1.0 to noise, tight): refuted
+    v = V.verdict(*_study(gains=(0.04, -0.03, 0.02, -0.01), damp_rel=1.0))
+    assert v.criterion("robustness").outcome == "inconclusive"
+    assert v.criterion("gate_damps").outcome == "not supported" and v.outcome == "not supported"
+    assert v.headline.endswith("are refuted after Holm's correction.")
+    assert "gate_damps" in v.headline.split("H1 as a whole is not supported: its mechanism criteria ")[1]
+    supported = V.verdict(*_study())  # every criterion holds: no such sentence
+    assert supported.outcome == "supported" and "H1 as a whole" not in supported.headline

@@ -128,7 +128,7 @@ TERMS: Mapping[str, Term] = _terms(
      "so random perturbations cancel in it and z/u < 1 for almost any perturbation; the damping ratio "
      "differs from 1 even for a frozen gate when s is uneven. Only the ratio to the L2-matched noise "
      "isolates what is specific to the attack; below 1 - margin (0.95) counts as support. Sign noise is not "
-     "used here: clipping at MNIST's zero background shrinks it to about half its L2 size."),
+     "used here: clipping at MNIST's zero background shrinks it to about three quarters of its L2 size (0.74 measured on mnist5k)."),
     ("masking", "gradient masking",
      "A defence that only breaks the attack's gradients looks robust without being so (Carlini et al. 2019). "
      "The checks: accuracy falls with eps and reaches about 0 at a large eps, more steps or restarts never "
