@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import importlib.util
 import json
 import math
@@ -42,7 +41,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "StudyConfig", "load_study_config", "study_config_from_dict", "config_hash"]
+__all__ = ["ConfigError", "StudyConfig", "load_study_config", "study_config_from_dict"]
 
 
 class ConfigError(SerobustError, ValueError):
@@ -488,10 +487,6 @@ class StudyConfig:
         d.pop("eps_labels", None)
         return d
 
-    def eps_label(self, eps: float) -> str:
-        """A budget as the config wrote it when that was a fraction (``8/255``), else ``%g``."""
-        return self.eps_labels.get(repr(float(eps)), f"{eps:g}")
-
 
 _SECTIONS: dict[str, type] = {
     "study": StudySection,
@@ -715,11 +710,3 @@ def load_study_config(path: str | Path) -> StudyConfig:
         return study_config_from_dict(raw, source=str(path), base_dir=path.parent.resolve())
     except ConfigError as e:
         raise ConfigError(str(e), where=str(path)) from None
-
-
-def config_hash(obj: Any, length: int = 12) -> str:
-    """A short stable hash of a JSON-able object (dataclasses are converted)."""
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
