@@ -230,6 +230,11 @@ class StudyStore:
                 out[name] = json.loads(data.decode("utf-8"))
         return out
 
+    def seconds(self, task: Task) -> float:
+        """The seconds ``task`` took when it ran (0 when unrecorded); benchmarks/gpu_study_cut.py reads it."""
+        manifest = self.manifest(task) or {}
+        return float(manifest.get("seconds", 0.0))
+
 
 @contextlib.contextmanager
 def study_lock(folder: Path) -> Iterator[None]:

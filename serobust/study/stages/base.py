@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...config import StudyConfig
+from ...config import StudyConfig, register_section
 from ..plan import members as study_members
 from ..tasks import Task
 
@@ -45,6 +45,8 @@ class Stage:
             tagged with the task's seed and member (:func:`serobust.study.results.collect`).
         makes_model: its output is a model (train, load): a dep on it hands the model, not stored parts.
         per_seed: planned once per seed (else once for the study, after every seed).
+        section: the frozen dataclass of the config section ``[<name>]`` it reads, when the built-in config
+            has none for it (read with ``study.cfg.section(name)``; unknown keys in it are errors).
     """
 
     name: str
@@ -57,6 +59,7 @@ class Stage:
     tables: tuple[tuple[str, str], ...] = ()
     makes_model: bool = False
     per_seed: bool = True
+    section: type | None = None
 
     def task(self, params: Any, deps: Mapping[str, Task] | None = None, *, label: str = "") -> Task:
         """A task of this stage (``params`` an instance of :attr:`params`)."""
@@ -91,6 +94,8 @@ def register_stage(stage: Stage) -> Stage:
         raise ValueError(f"stage {stage.name!r} is already registered")
     if not (dataclasses.is_dataclass(stage.params) and stage.params.__dataclass_params__.frozen):
         raise TypeError(f"stage {stage.name!r}: params must be a frozen dataclass, got {stage.params!r}")
+    if stage.section is not None:
+        register_section(stage.name, stage.section)
     STAGES[stage.name] = stage
     return stage
 
