@@ -494,7 +494,11 @@ class StudyConfig:
 
     def section(self, name: str) -> Any:
         """The section a stage declared (:data:`STAGE_SECTIONS`) as given, or its defaults when absent."""
-        return self.sections.get(name) or STAGE_SECTIONS[name]()
+        if name in self.sections:
+            return self.sections[name]
+        if name not in STAGE_SECTIONS:
+            raise KeyError(f"no stage declares a config section [{name}]; declared: {', '.join(STAGE_SECTIONS)}")
+        return STAGE_SECTIONS[name]()
 
 
 #: config sections declared by study stages (``Stage.section``, serobust/study/stages): name -> frozen dataclass

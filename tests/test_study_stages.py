@@ -66,6 +66,19 @@ def test_registry_orders_plans_and_feeds_the_executors_and_tables():
         Task("evaluate", {"member": "baseline"})
 
 
+def test_a_stage_section_cannot_shadow_a_built_in_one():
+    from serobust.config import register_section
+
+    @dataclasses.dataclass(frozen=True)
+    class Shadow:
+        epochs: int = 1
+
+    with pytest.raises(ValueError, match=r"\[train\] is already declared"):
+        register_section("train", Shadow)
+    with pytest.raises(KeyError, match="no stage declares"):
+        study_config_from_dict({"study": {"name": "x"}}).section("nothing")
+
+
 def test_disabled_stages_plan_nothing_and_seeds_tag_each_stage():
     cfg = study_config_from_dict({"study": {"name": "t", "seeds": [4, 7]}, "data": {"name": "digits"},
                                   "probe": {"enabled": False}, "mechanism": {"enabled": False},
