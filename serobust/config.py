@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import importlib.util
 import json
 import math
@@ -42,7 +41,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ConfigError", "StudyConfig", "load_study_config", "study_config_from_dict", "config_hash"]
+__all__ = ["ConfigError", "StudyConfig", "load_study_config", "study_config_from_dict"]
 
 
 class ConfigError(SerobustError, ValueError):
@@ -481,16 +480,36 @@ class StudyConfig:
     execution: ExecutionSection = field(default_factory=ExecutionSection)
     source: str = ""  # the file it came from (not part of the hash)
     eps_labels: dict = field(default_factory=dict, compare=False)  # budget -> how the file wrote it ("8/255")
+    sections: dict = field(default_factory=dict)  # name -> the given sections of stages that declare one
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("source", None)
         d.pop("eps_labels", None)
+        if not d["sections"]:
+            d.pop("sections")
+        else:
+            d.update(d.pop("sections"))
         return d
 
-    def eps_label(self, eps: float) -> str:
-        """A budget as the config wrote it when that was a fraction (``8/255``), else ``%g``."""
-        return self.eps_labels.get(repr(float(eps)), f"{eps:g}")
+    def section(self, name: str) -> Any:
+        """The section a stage declared (:data:`STAGE_SECTIONS`) as given, or its defaults when absent."""
+        if name in self.sections:
+            return self.sections[name]
+        if name not in STAGE_SECTIONS:
+            raise KeyError(f"no stage declares a config section [{name}]; declared: {', '.join(STAGE_SECTIONS)}")
+        return STAGE_SECTIONS[name]()
+
+
+#: config sections declared by study stages (``Stage.section``, serobust/study/stages): name -> frozen dataclass
+STAGE_SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str, cls: type) -> None:
+    """Declare the config section ``[name]`` (a frozen dataclass of its keys and defaults) for a stage."""
+    if name in _SECTIONS or STAGE_SECTIONS.get(name, cls) is not cls:
+        raise ValueError(f"config section [{name}] is already declared")
+    STAGE_SECTIONS[name] = cls
 
 
 _SECTIONS: dict[str, type] = {
@@ -618,10 +637,13 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
 
     if not isinstance(raw, dict):
         raise ConfigError(f"a study config is a table of sections, got {type(raw).__name__}")
-    unknown = set(raw) - set(_SECTIONS)
+    from .study import stages  # noqa: F401 - the stages declare their own sections when imported
+
+    unknown = set(raw) - set(_SECTIONS) - set(STAGE_SECTIONS)
     if unknown:
         raise ConfigError(
-            f"unknown section(s) {', '.join(sorted(unknown))}; allowed sections: {', '.join(_SECTIONS)}"
+            f"unknown section(s) {', '.join(sorted(unknown))}; allowed sections: "
+            f"{', '.join([*_SECTIONS, *STAGE_SECTIONS])}"
         )
     if "study" not in raw or not isinstance(raw["study"], dict) or "name" not in raw["study"]:
         raise ConfigError("study.name is required ([study] name = \"...\")")
@@ -637,7 +659,8 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
     elif "data" in sections and sections["data"].name == "imagenet":
         raise ConfigError("data.name = 'imagenet' evaluates published or saved models: give them as [[model.pairs]] "
                           "(see serobust.hub); trained twins need a training split (data.name = 'imagefolder')")
-    cfg = StudyConfig(**sections, source=source, eps_labels=_eps_labels(raw))
+    declared = {name: _section(cls, raw[name], name) for name, cls in STAGE_SECTIONS.items() if name in raw}
+    cfg = StudyConfig(**sections, source=source, eps_labels=_eps_labels(raw), sections=declared)
     if cfg.attacks.main == "autoattack" and not cfg.autoattack.enabled:
         raise ConfigError("attacks.main = 'autoattack' needs [autoattack] enabled = true (its budgets and subset)")
     try:
@@ -715,11 +738,3 @@ def load_study_config(path: str | Path) -> StudyConfig:
         return study_config_from_dict(raw, source=str(path), base_dir=path.parent.resolve())
     except ConfigError as e:
         raise ConfigError(str(e), where=str(path)) from None
-
-
-def config_hash(obj: Any, length: int = 12) -> str:
-    """A short stable hash of a JSON-able object (dataclasses are converted)."""
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]

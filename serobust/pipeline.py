@@ -1,7 +1,7 @@
 """The study: train paired models over seeds, attack them, probe the gates, test the hypothesis, report.
 
-This module is the study's table of contents. :func:`plan` lists its tasks in reading order (each a stage
-of :mod:`serobust.study.stages` with explicit params, built in :mod:`serobust.study.plan`); :func:`run_study`
+This module is the study's table of contents. :func:`plan` lists its tasks in reading order (each stage of
+:mod:`serobust.study.stages`, one module each, plans its own tasks with typed params); :func:`run_study`
 runs them with the executor the config asks for, then turns their results into statistics, verdicts and
 the report. Everything a task computes is kept in ``reports/<study>/tasks/`` under its key, so a second run
 reuses it and an interrupted run resumes; the report is published as one unit (:mod:`serobust.study.publish`).
@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from . import __version__
 from .config import StudyConfig, load_study_config
 from .io import atomic_write_json, atomic_write_text
 from .names import BASELINE
@@ -30,55 +29,42 @@ from .study.context import TaskContext, WorkerEnv, context_for, study_root
 from .study.executors import execute, make_executor, terminate_on_sigterm
 from .study.publish import check_study_folder, claim_study_folder, new_run_id, publish
 from .study.results import collect, statistics
+from .study.stages import Planning, ordered
 from .study.store import StudyStore, frame_to_csv, study_lock
 from .study.tasks import Task
+from .version import __version__
 
-__all__ = ["run_study", "plan", "member_names"]
+__all__ = ["run_study", "plan"]
 
 log = logging.getLogger(__name__)
 
-member_names = p.members
-
 
 def plan(cfg: StudyConfig, env: dict[str, Any]) -> list[Task]:
-    """Every task of the study, in the order a reader follows it (``env``: :func:`~serobust.study.plan.numerics`)."""
-    tasks: list[Task] = []
-    seeds = list(cfg.study.seeds)
-    members = p.members(cfg)
-    twins = members[1:]
-    checked = seeds[: cfg.diagnostics.seeds or len(seeds)] if cfg.diagnostics.enabled else []
-    first: tuple[dict[str, Task], dict[str, Task]] | None = None
-    for seed in seeds:
-        # 1. train the baseline and each SE twin (same init for shared weights, same batches)
-        models = {m: p.train_task(cfg, m, seed, env) for m in members}
-        tasks += models.values()
-        # 2. attack each member: white-box sweep over eps (per example) and the black-box checks;
-        #    AutoAttack with its published budgets on a subset, when the study asks for it
-        evals = {m: p.evaluate_task(cfg, m, seed, models[m], env) for m in members}
-        tasks += evals.values()
-        first = first or (models, evals)
-        if cfg.autoattack.enabled:
-            tasks += [p.autoattack_task(cfg, m, seed, models[m], env) for m in members]
-        # 3. gradient-masking checks (Carlini et al. 2019), against the pair's other member for transfer
-        if seed in checked:
-            tasks += [p.diagnostics_task(cfg, m, seed, models[m], models[twins[0] if m == BASELINE else BASELINE],
-                                         env) for m in members]
-        # 4. transfer between the twins, both ways
-        if cfg.attacks.transfer:
-            tasks += [p.transfer_task(cfg, a, b, seed, models, env) for t in twins
-                      for a, b in ((BASELINE, t), (t, BASELINE))]
-        # 5. excitation probe: how z, s, u and s*u move under attack vs random noise of the same size
-        if cfg.probe.enabled:
-            tasks += [p.probe_task(cfg, t, seed, models, env) for t in twins]
-        # 6. mechanism: interventions on the gates, adaptive attacks, class profiles
-        if cfg.mechanism.enabled:
-            tasks += [p.mechanism_task(cfg, t, seed, models, env) for t in twins]
-        # 7. the detector idea: do the excitations signal the attack beyond the baseline's own features?
-        if cfg.detect.enabled:
-            tasks += [p.detect_task(cfg, t, seed, models, env) for t in twins]
-    # 8. example images for the report (the first seed's models, at the budget where they differ most)
-    tasks.append(p.examples_task(cfg, seeds[0], *first, env))
-    return tasks
+    """Every task of the study, in the order a reader follows it (``env``: :func:`~serobust.study.plan.numerics`).
+
+    For each seed, every per-seed stage in its ``order`` plans its tasks (a disabled stage plans none):
+
+    1. ``train`` the baseline and each SE twin (same init for shared weights, same batches), or ``load``
+       the given pair's two members;
+    2. ``evaluate`` each member: white-box sweep over eps (per example) and the black-box checks;
+       ``autoattack`` with its published budgets on a subset, when the study asks for it;
+    3. ``diagnostics``: gradient-masking checks (Carlini et al. 2019), against the pair's other member;
+    4. ``transfer`` between the twins, both ways;
+    5. ``probe``: how z, s, u and s*u move under attack vs random noise of the same size;
+    6. ``mechanism``: interventions on the twin's gates, adaptive attacks, class profiles;
+    7. ``detect``: do the excitations signal the attack beyond the baseline's own features?
+
+    Then the study-wide stages: 8. ``examples``, images for the report (the first seed's models, at the
+    budget where they differ most). A stage added under :mod:`serobust.study.stages` takes its place by
+    its ``order``.
+    """
+    study = Planning(cfg, env)
+    for seed in cfg.study.seeds:
+        for stage in ordered(per_seed=True):
+            study.add(stage, seed)
+    for stage in ordered(per_seed=False):
+        study.add(stage, None)
+    return study.tasks
 
 
 def run_study(
@@ -111,7 +97,7 @@ def run_study(
     tasks = plan(cfg, env)
     run_id, started, t0 = new_run_id(), time.strftime("%Y-%m-%dT%H:%M:%S%z"), time.perf_counter()
     ctx = context_for(worker)  # the context in-process tasks use too
-    ctx.dataset(tasks[0].params["data"])  # missing or malformed data fails here, before anything is written
+    ctx.dataset(tasks[0].params.data)  # missing or malformed data fails here, before anything is written
     if cfg.model.pairs:
         _check_weights(cfg)
     claim_study_folder(out)
@@ -215,19 +201,19 @@ def _versions() -> dict[str, str]:
 def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, started: str, main_label: str,
           ctx: TaskContext, tasks: list[Task]) -> dict[str, Any]:
     train = next(t for t in tasks if t.stage in ("train", "load"))
-    data = ctx.dataset(train.params["data"])
-    x_eval, _ = ctx.eval_set({**train.params["data"], "eval_size": cfg.data.eval_size})
+    data = ctx.dataset(train.params.data)
+    x_eval, _ = ctx.eval_set({**train.params.data, "eval_size": cfg.data.eval_size})
     params: dict[str, Any] = {}
     pairs: list[dict[str, Any]] = []
     for t in tasks:
-        if t.stage == "train" and t.params["member"] not in params:
-            model = ctx.build_model(t.params["model"], t.params["data"], seed=0)
-            params[t.params["member"]] = sum(q.numel() for q in model.parameters())
+        if t.stage == "train" and t.params.member not in params:
+            model = ctx.build_model(t.params.model, t.params.data, seed=0)
+            params[t.params.member] = sum(q.numel() for q in model.parameters())
         if t.stage == "load":
             info = ctx.store.load(t)["info"].iloc[0].to_dict()
-            if t.params["member"] == BASELINE:
-                pairs.append({"seed": t.params["seed"], "name": t.params["pair"]})
-            pairs[-1][t.params["member"]] = {"source": info["source"], "weights": info["weights"],
+            if t.params.member == BASELINE:
+                pairs.append({"seed": t.params.seed, "name": t.params.pair})
+            pairs[-1][t.params.member] = {"source": info["source"], "weights": info["weights"],
                                             "params": int(info["params"]), "se_blocks": int(info["se_blocks"]),
                                             "input_size": int(info["input_size"])}
     for member in (p.members(cfg) if pairs else ()):  # one count per member when every pair agrees
@@ -235,7 +221,7 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
         if len(counts) == 1:
             params[member] = counts.pop()
     specs = [p.attack_spec(a) for a in (*cfg.attacks.white_box, *cfg.attacks.black_box)]
-    diag_seeds = sorted({t.params["seed"] for t in tasks if t.stage == "diagnostics"})
+    diag_seeds = sorted({t.params.seed for t in tasks if t.stage == "diagnostics"})
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     return {
         "study": cfg.study.name, "description": cfg.study.description, "config_file": cfg.source,

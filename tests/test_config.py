@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serobust.config import ConfigError, config_hash, load_study_config, study_config_from_dict
+from serobust.config import ConfigError, load_study_config, study_config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,10 +75,3 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_study_config(f)
     with pytest.raises(ConfigError, match="experiments/"):
         load_study_config(tmp_path / "missing.toml")
-
-
-def test_config_hash_is_stable_and_sensitive():
-    a = study_config_from_dict({"study": {"name": "x"}})
-    b = study_config_from_dict({"study": {"name": "x"}})
-    c = study_config_from_dict({"study": {"name": "x"}, "train": {"epochs": 3}})
-    assert config_hash(a.to_dict()) == config_hash(b.to_dict()) != config_hash(c.to_dict())

@@ -1,5 +1,6 @@
-"""Extending serobust: a new attack, a new architecture and a new shift metric, each added in one place of a
-scratch copy of the package, are usable by evaluate, a study config, the masking checks and the study's tables.
+"""Extending serobust: a new attack, a new architecture, a new shift metric and a new study stage, each added in
+one place of a scratch copy of the package, are usable by evaluate, a study config, the masking checks, the
+study's tables and its report.
 
 This is the README's "Extending serobust" recipe, run for real: the copy is imported in a subprocess with
 PYTHONPATH pointing at it, and a tiny study that names the new attack and architecture runs end to end.
@@ -82,6 +83,59 @@ def tinynet(**kw) -> nn.Module:
 #: one entry added to the SHIFT_METRICS table
 NEW_METRIC = '    "s_l1_change": lambda p: p.ds.abs().mean(1),  # mean absolute change of the excitation\n'
 
+NEW_STAGE = '''
+"""Margin: each member's clean logit margin (true class minus the best other) per image (a scratch stage)."""
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from ..plan import common
+from .base import MemberParams, Stage, head, register_stage
+
+
+@dataclass(frozen=True)
+class MarginSection:
+    """[margin]: whether it runs, on how many evaluation images."""
+
+    enabled: bool = False
+    size: int = 16
+
+
+@dataclass(frozen=True)
+class MarginParams(MemberParams):
+    size: int
+
+
+def plan(study, seed):
+    section = study.cfg.section("margin")
+    if not section.enabled:
+        return {}
+    models = study.models(seed)
+    return {m: STAGE.task(MarginParams(**common(study.cfg, m, seed, study.env), size=section.size),
+                          {"model": models[m]}, label=f"{m} s{seed}") for m in study.members}
+
+
+def run(ctx, p, inputs, folder):
+    x, y = head(ctx, p, p.size)
+    with torch.no_grad():
+        logits = inputs["model"](x.to(ctx.device)).cpu()
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+    return {"margins": pd.DataFrame({"index": range(len(y)), "margin": (true - other).numpy()})}
+
+
+STAGE = register_stage(Stage("margin", MarginParams, plan, run, order=90, priority=9,
+                             tables=(("margin", "margins"),), section=MarginSection))
+'''
+
+#: the new stage's config section (appended to CONFIG)
+MARGIN_SECTION = '''
+[margin]
+enabled = true
+size = 60
+'''
+
 CONFIG = '''
 [study]
 name = "extended"
@@ -135,12 +189,14 @@ def extended(tmp_path_factory):
     shutil.copytree(Path(serobust.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     (pkg / "attacks" / "fgsm2.py").write_text(textwrap.dedent(NEW_ATTACK))
     (pkg / "models" / "tinynet.py").write_text(textwrap.dedent(NEW_ARCH))
+    (pkg / "study" / "stages" / "margin.py").write_text(textwrap.dedent(NEW_STAGE))
     table = pkg / "shift_metrics.py"
     text = table.read_text()
     anchor = "SHIFT_METRICS: dict[str, ShiftMetric] = {\n"
     assert text.count(anchor) == 1, "the SHIFT_METRICS table moved: update this test's anchor"
     table.write_text(text.replace(anchor, anchor + NEW_METRIC))
-    (root / "extended.toml").write_text(CONFIG)
+    (root / "extended.toml").write_text(CONFIG + MARGIN_SECTION)
+    (root / "unstaged.toml").write_text(CONFIG)  # without the new stage's section, for the original package
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     return root, env
 
@@ -162,9 +218,12 @@ def test_a_config_naming_the_new_attack_and_architecture_checks(extended):
     done = _run(root, env, "check", "extended.toml")
     assert done.returncode == 0, done.stderr
     # the original package knows neither: the same config fails there, naming the key
-    original = subprocess.run([sys.executable, "-m", "serobust.cli", "check", str(root / "extended.toml")],
+    original = subprocess.run([sys.executable, "-m", "serobust.cli", "check", str(root / "unstaged.toml")],
                               capture_output=True, text=True, cwd=root.parent)
     assert original.returncode == 2 and "model.arch = 'tinynet'" in original.stderr
+    original = subprocess.run([sys.executable, "-m", "serobust.cli", "check", str(root / "extended.toml")],
+                              capture_output=True, text=True, cwd=root.parent)
+    assert original.returncode == 2 and "unknown section(s) margin" in original.stderr
 
 
 def test_the_study_uses_all_three(extended):
@@ -180,3 +239,23 @@ def test_the_study_uses_all_three(extended):
     assert "s_l1_change" in shift.columns and shift["s_l1_change"].notna().all()  # the new metric's column
     assert (shift["s_l1_change"] >= 0).all()
     assert set(shift["block"]) == {"blocks.0.se", "blocks.1.se"}  # the new architecture's SE blocks
+
+
+def test_the_new_stage_runs_and_its_table_reaches_the_report(extended):
+    root, env = extended
+    if not (root / "out" / "tables").exists():  # the study of test_the_study_uses_all_three
+        assert _run(root, env, "run", "extended.toml", "--out", "out", "--quiet").returncode == 0
+    margin = pd.read_csv(root / "out" / "tables" / "margin.csv")
+    assert len(margin) == 2 * 2 * 60  # seeds x members x [margin] size, each row tagged
+    assert set(margin["seed"]) == {0, 1} and set(margin["model"]) == {"baseline", "se_r4"}
+    # independently: a positive margin is a correct clean prediction, so per member and seed the share of
+    # positive margins is the clean accuracy the evaluate stage measured on the same 60 images
+    robust = pd.read_csv(root / "out" / "tables" / "robust.csv")
+    clean = robust[robust["eps"] == 0].groupby(["seed", "model"])["clean_acc"].first()
+    share = margin.assign(ok=margin["margin"] > 0).groupby(["seed", "model"])["ok"].mean()
+    assert (share - clean.loc[share.index]).abs().max() < 1e-9
+    page = (root / "out" / "index.html").read_text()
+    assert "tables/margin.csv" in page  # the report lists the new table with its file
+    config = (root / "out" / "config.json").read_text()
+    assert '"margin"' in config  # the section is recorded with the study's config
+

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from conftest import tiny_study
 
-import serobust
 from serobust.config import study_config_from_dict
 from serobust.pipeline import plan, run_study
 from serobust.study.executors import TaskFailed
@@ -125,19 +124,24 @@ def test_a_failing_task_is_named_and_a_rerun_resumes(local_run, tmp_path, monkey
     shutil.copytree(local_run, work, symlinks=True)
     for manifest in (work / "tasks" / "mechanism").rglob("manifest.json"):
         manifest.unlink()  # as if the run had been killed before the mechanism stage
-    real = serobust.adaptive_attacks
+    import serobust.adaptive
+    import serobust.gate_interventions
+
+    real = serobust.adaptive.adaptive_attacks
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(serobust, "adaptive_attacks", broken)
+    # the stage resolves it from its defining module when it runs, so that is where it is replaced
+    monkeypatch.setattr(serobust.adaptive, "adaptive_attacks", broken)
     with pytest.raises(TaskFailed, match=r"stage mechanism, key [0-9a-f]{16}\) failed: RuntimeError: disk on fire"):
         run_study(_cfg(), out_dir=work, progress=False)
     assert json.loads((work / "results.json").read_text())["meta"]["run_id"]  # the old report still stands
-    monkeypatch.setattr(serobust, "adaptive_attacks", real)
-    real_iv = serobust.interventions
+    monkeypatch.setattr(serobust.adaptive, "adaptive_attacks", real)
+    real_iv = serobust.gate_interventions.interventions
     calls = []
-    monkeypatch.setattr(serobust, "interventions", lambda *a, **k: calls.append(1) or real_iv(*a, **k))
+    monkeypatch.setattr(serobust.gate_interventions, "interventions",
+                        lambda *a, **k: calls.append(1) or real_iv(*a, **k))
     before = {p: p.stat().st_mtime_ns for p in _manifests(work)}
     run_study(_cfg(), out_dir=work, progress=False)
     assert len(calls) == 2  # the two mechanism tasks ran again, nothing else

@@ -94,9 +94,9 @@ def _adaptive(detector: MahalanobisDetector, x: torch.Tensor, y: torch.Tensor, e
 def _attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, attacks: list[str | AttackSpec],
               *, seed: int, batch_size: int) -> Iterator[tuple[str, torch.Tensor]]:
     """(perturbation, images) of each attack on ``model`` and of the Gaussian control sized by its PGD."""
-    # lazy, through serobust's exports: the attack package loads torchattacks
-    from .. import attack as make_attack
-    from .. import generate
+    # lazy: the attack package loads torchattacks
+    from ..attacks import attack as make_attack
+    from ..attacks import generate
     from ..controls import matched_gaussian_noise
 
     specs = [make_attack(a) if isinstance(a, str) else a for a in attacks]
@@ -174,7 +174,7 @@ def detection_analysis(
     weights = _weights(adaptive_weight)
     for w in weights:
         check_attack_args(w, adaptive_steps, None)
-    from .. import matched_layers  # lazy: resolved through serobust's exports
+    from ..sensitivity import matched_layers
 
     layers = matched_layers(baseline, se_model)
     models = {"twin": se_model, "baseline": baseline}

@@ -2,8 +2,9 @@
 
 Each part of the page (the answer, the headline table, each figure, each table) names the terms it uses;
 :func:`place_terms` gives each term to the FIRST part that uses it, and the page prints those definitions
-right there (and all of them, linked, in the glossary section at the end). Definitions follow
-``docs/DESIGN.md`` (u, z, s, relative change, damping ratio) and the statistics in :mod:`serobust.stats`.
+right there (and all of them, linked, in the glossary section at the end). The definitions of u, z, s,
+relative change and damping ratio are the ones H1 is stated in (DESIGN.md, "What is tested"); the
+statistics follow :mod:`serobust.stats`.
 """
 
 from __future__ import annotations

@@ -59,9 +59,9 @@ def _options(text: str | None) -> dict[str, str]:
 
 def _attack_defaults(name: str) -> Mapping[str, Any]:
     """The registered defaults of one attack (``{}`` for names the registry does not know)."""
-    import serobust
+    from ..attacks import ATTACKS
 
-    return serobust.ATTACKS.get(name, {})
+    return ATTACKS.get(name, {})
 
 
 def _steps_name(prefix: str, opts: Mapping[str, Any]) -> str:

@@ -104,14 +104,14 @@ class TaskContext:
             return build_pair(model["arch"], reduction=model["reduction"], **kw)[1]
         return build_model(model["arch"], se=False, **kw)
 
-    def load_member(self, p: Mapping[str, Any]) -> nn.Module:
+    def load_member(self, p: Any) -> nn.Module:
         """A given member (a load task's params) on the CPU in eval mode, checked against the data set."""
         from ..hub import load_member, parse_member
         from ..names import BASELINE
 
-        spec = parse_member(p["source"], f"pair {p['pair']} {p['member']}")
-        return load_member(spec, num_classes=self.dataset(p["data"]).num_classes, se=p["member"] != BASELINE,
-                           weights_dir=p["weights_dir"], download=p["download"])
+        spec = parse_member(p.source, f"pair {p.pair} {p.member}")
+        return load_member(spec, num_classes=self.dataset(p.data).num_classes, se=p.member != BASELINE,
+                           weights_dir=p.weights_dir, download=p.download)
 
     def model(self, task: Task) -> nn.Module:
         """The trained model of a finished train task, in eval mode on this process's device.
@@ -129,8 +129,8 @@ class TaskContext:
             if len(self._models) > self._MAX_MODELS:
                 self._models.popitem(last=False)
             return model
-        model = self.build_model(p["model"], p["data"], seed=p["train"]["seed"]).to(self.device)
-        if p["train"]["channels_last"]:
+        model = self.build_model(p.model, p.data, seed=p.seed).to(self.device)
+        if p.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
         folder = self.store.task_dir(task)
         path = self.store.check_file(task, "last.pt")  # the bytes the manifest recorded, or a one-line error
@@ -138,7 +138,7 @@ class TaskContext:
             ckpt = load_checkpoint(path, kind="train")
             if not ckpt.get("complete"):
                 raise CheckpointError(f"checkpoint {path} is not a finished training run")
-            if _train_identity(ckpt.get("config") or {}) != _train_identity(p["train"]):
+            if _train_identity(ckpt.get("config") or {}) != _train_identity(p.train.to_dict()):
                 raise CheckpointError(f"checkpoint {path} was trained with another config than this task's")
             model.load_state_dict(ckpt["model"])
         except (CheckpointError, RuntimeError) as e:
@@ -202,7 +202,7 @@ def check_implementations(task: Task) -> None:
     """
     from ..attacks import attack_identity
 
-    for name, planned in (task.params.get("implementations") or {}).items():
+    for name, planned in (task.record.get("implementations") or {}).items():
         try:
             here = attack_identity(name)
         except (KeyError, TypeError, ValueError):
@@ -234,11 +234,11 @@ def run_task(task: Task, env: WorkerEnv) -> float:
     stage = STAGES[task.stage]
     folder = ctx.store.task_dir(task)
     precision = contextlib.nullcontext() if stage.makes_model else fp32_scoring()
-    with _threads(task.params.get("numerics", {}).get("threads")), precision:
+    with _threads(task.record.get("numerics", {}).get("threads")), precision:
         t0 = time.perf_counter()
         inputs = ctx.inputs(task)
         folder.mkdir(parents=True, exist_ok=True)
-        outputs = stage.fn(ctx, task.params, inputs, folder)
+        outputs = stage.run(ctx, task.params, inputs, folder)
         seconds = time.perf_counter() - t0
     ctx.store.save(task, outputs, seconds=seconds)
     return seconds

@@ -463,10 +463,13 @@ def _eta(pending: list[Task], running: dict[Any, Task], took: dict[str, list[flo
         "%M:%S", time.gmtime(seconds))
 
 
-#: Which ready task starts first: long tasks that others wait for before short leaves, so that every slot
-#: stays busy (training gates everything; AutoAttack and the masking checks are the longest leaves).
-PRIORITY = {"train": 0, "autoattack": 1, "diagnostics": 2, "evaluate": 3, "detect": 4, "probe": 5, "mechanism": 6,
-            "transfer": 7, "examples": 8}
+def _priority(task: Task) -> int:
+    """Which ready task starts first (``Stage.priority``, lower first): long tasks that others wait for before
+    short leaves, so that every slot stays busy (training gates everything; AutoAttack and the masking checks
+    are the longest leaves)."""
+    from .stages import STAGES
+
+    return STAGES[task.stage].priority
 
 
 def execute(tasks: Sequence[Task], executor: Any, store: StudyStore, *, progress: bool | None = None) -> None:
@@ -489,7 +492,7 @@ def execute(tasks: Sequence[Task], executor: Any, store: StudyStore, *, progress
     try:
         while pending or running:
             ready = sorted((t for t in pending if all(d.key in finished for d in t.deps.values())),
-                           key=lambda t: PRIORITY.get(t.stage, len(PRIORITY)))
+                           key=_priority)
             for task in ready if failure is None else []:
                 if len(running) >= executor.slots:
                     break

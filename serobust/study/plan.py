@@ -1,22 +1,20 @@
-"""From a study config to its tasks: which params each stage gets.
+"""What the stages plan their tasks from: the config entries several stages share.
 
-Each builder below passes a stage exactly the config entries it reads, plus the seed, the member and the
-numerical environment (:func:`numerics`), so a task key changes when, and only when, something its result
-depends on changes. Models enter downstream tasks only as deps (the train task), never as params.
+Each stage (:mod:`serobust.study.stages`) passes its tasks exactly the config entries it reads, plus the
+seed, the member and the numerical environment (:func:`numerics`), so a task key changes when, and only
+when, something its result depends on changes. Models enter downstream tasks only as deps (the train or
+load task), never as params. This module holds the pieces several stages share; it imports no stage.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from ..config import StudyConfig
 from ..names import BASELINE, SE_MEMBER, twin_name
-from .tasks import Task
 
-__all__ = ["numerics", "members", "train_task", "load_task", "evaluate_task", "diagnostics_task", "transfer_task",
-           "probe_task", "mechanism_task", "examples_task", "attack_table", "attack_spec", "autoattack_task",
-           "detect_task", "curve_attack", "implementations", "INTERNAL_ATTACKS"]
+__all__ = ["numerics", "members", "data_params", "common", "attack_table", "attack_spec", "curve_attack",
+           "implementations"]
 
 
 def numerics(cfg: StudyConfig, device_type: str) -> dict[str, Any]:
@@ -39,7 +37,8 @@ def members(cfg: StudyConfig) -> list[str]:
     return [BASELINE] + [twin_name(r) for r in cfg.model.reductions]
 
 
-def _data(cfg: StudyConfig, seed: int, *, eval_subset: bool = True) -> dict[str, Any]:
+def data_params(cfg: StudyConfig, seed: int, *, eval_subset: bool = True) -> dict[str, Any]:
+    """The ``data`` entry of a task: the data set, its sizes and, for given pairs, the pair's preprocessing."""
     d = cfg.data
     out = {"name": d.name, "root": d.root, "path": d.path, "download": d.download, "train_size": d.train_size}
     if eval_subset or cfg.model.pairs:
@@ -51,32 +50,10 @@ def _data(cfg: StudyConfig, seed: int, *, eval_subset: bool = True) -> dict[str,
     return out
 
 
-def load_task(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> Task:
-    """A given member (``seed`` indexes the pair): loaded, never trained. A user's file (``weights``, TorchScript)
-    enters the key by its digest, so replacing it recomputes everything downstream; a library's pretrained
-    weights are pinned by their name (timm's tag, torchvision's enum, pytorchcv's hash in the file name), so
-    downloading them does not change the key."""
-    from ..hub import weights_file
-
-    pair = cfg.model.pair_specs()[seed]
-    spec = pair.baseline if member == BASELINE else pair.se
-    user_file = bool(spec.weights) or spec.library == "torchscript"
-    found = weights_file(spec, cfg.model.weights_dir)[0] if user_file else None
-    params = {"member": member, "seed": seed, "pair": pair.name, "source": spec.to_dict(),
-              "weights_dir": cfg.model.weights_dir, "download": cfg.model.download,
-              "weights_sha256": _sha256(found) if found is not None else None,
-              "data": _data(cfg, seed), "numerics": env}
-    return Task("load", params, label=f"{member} {pair.name}")
-
-
-def _sha256(path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def common(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> dict[str, Any]:
+    """The fields of every attacking stage's params (:class:`serobust.study.stages.evaluate.MemberParams`)."""
+    return {"member": member, "seed": seed, "data": data_params(cfg, seed), "numerics": env,
+            "batch_size": cfg.attacks.batch_size}
 
 
 def attack_spec(table: dict[str, Any]):
@@ -98,102 +75,6 @@ def attack_table(cfg: StudyConfig, name: str) -> dict[str, Any]:
     return {"name": name}
 
 
-def train_task(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> Task:
-    if cfg.model.pairs:
-        return load_task(cfg, member, seed, env)
-    reductions = dict(zip(members(cfg)[1:], cfg.model.reductions))
-    model = {"arch": cfg.model.arch, "se": member != BASELINE, "reduction": reductions.get(member),
-             "min_hidden": cfg.model.min_hidden}
-    train = dataclasses.replace(cfg.train, seed=seed).to_dict()
-    return Task("train", {"member": member, "model": model, "train": train, "data": _data(cfg, seed, eval_subset=False),
-                          "numerics": env}, label=f"{member} s{seed}")
-
-
-def _common(cfg: StudyConfig, member: str, seed: int, env: dict[str, Any]) -> dict[str, Any]:
-    return {"member": member, "seed": seed, "data": _data(cfg, seed), "numerics": env,
-            "batch_size": cfg.attacks.batch_size}
-
-
-#: Attacks a stage resolves by name inside its own code (beyond those its params name).
-INTERNAL_ATTACKS = {"diagnostics": ("pgd", "fgsm", "square", "noise", "apgd_ce", "pgd_l2"),
-                    "detect": ("fgsm", "pgd")}
-
-
-def implementations(stage: str, *tables: Any) -> dict[str, str]:
-    """``{"implementations": {name: identity}}`` for the attacks a task runs: those of its attack tables
-    (dicts with a name, or names) and the ones its stage resolves itself (:data:`INTERNAL_ATTACKS`).
-
-    In the task's params, so a replaced implementation (``register_attack(..., replace=True)``) changes the
-    key, and a worker that resolves another implementation refuses the task (see
-    :func:`serobust.study.context.run_task`)."""
-    from ..attacks import ATTACKS, attack_identity
-
-    names = {t["name"] if isinstance(t, dict) else t for t in tables}
-    names |= {n for n in INTERNAL_ATTACKS.get(stage, ()) if n in ATTACKS}
-    return {"implementations": {n: attack_identity(n) for n in sorted(names)}}
-
-
-def evaluate_task(cfg: StudyConfig, member: str, seed: int, model: Task, env: dict[str, Any]) -> Task:
-    a = cfg.attacks
-    attacks = {"white_box": a.white_box, "eps": a.eps, "black_box": a.black_box, "black_box_eps": a.black_box_eps,
-               "black_box_size": a.black_box_size, "batch_size": a.batch_size}
-    return Task("evaluate", {**_common(cfg, member, seed, env), "attacks": attacks,
-                             **implementations("evaluate", *a.white_box, *a.black_box)}, {"model": model},
-                label=f"{member} s{seed}")
-
-
-def diagnostics_task(cfg: StudyConfig, member: str, seed: int, model: Task, other: Task,
-                     env: dict[str, Any]) -> Task:
-    d = dataclasses.asdict(cfg.diagnostics)
-    d.pop("enabled")
-    d.pop("seeds")
-    return Task("diagnostics", {**_common(cfg, member, seed, env), "diagnostics": d,
-                                **implementations("diagnostics", *cfg.diagnostics.extra_attacks)},
-                {"model": model, "other": other}, label=f"{member} s{seed}")
-
-
-def transfer_task(cfg: StudyConfig, source: str, target: str, seed: int, models: dict[str, Task],
-                  env: dict[str, Any]) -> Task:
-    params = {**_common(cfg, target, seed, env), "source": source, "target": target,
-              "attack": curve_attack(cfg), "eps": cfg.attacks.black_box_eps,
-              "size": cfg.attacks.black_box_size, **implementations("transfer", curve_attack(cfg))}
-    return Task("transfer", params, {"source": models[source], "target": models[target]},
-                label=f"{source} to {target} s{seed}")
-
-
-def probe_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], env: dict[str, Any]) -> Task:
-    p = dataclasses.asdict(cfg.probe)
-    p.pop("enabled")
-    params = {**_common(cfg, twin, seed, env), "probe": p, "attack": attack_table(cfg, cfg.probe.attack),
-              "baseline_name": BASELINE, **implementations("probe", cfg.probe.attack)}
-    return Task("probe", params, {"model": models[twin], "baseline": models[BASELINE]}, label=f"{twin} s{seed}")
-
-
-def mechanism_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], env: dict[str, Any]) -> Task:
-    m = dataclasses.asdict(cfg.mechanism)
-    m.pop("enabled")
-    params = {**_common(cfg, twin, seed, env), "mechanism": m, "attack": curve_attack(cfg),
-              **implementations("mechanism", curve_attack(cfg))}
-    return Task("mechanism", params, {"model": models[twin]}, label=f"{twin} s{seed}")
-
-
-def autoattack_task(cfg: StudyConfig, member: str, seed: int, model: Task, env: dict[str, Any]) -> Task:
-    a = {"eps": cfg.autoattack.eps, "size": cfg.autoattack.size}
-    params = {**_common(cfg, member, seed, env), "autoattack": a, "attack": attack_table(cfg, "autoattack"),
-              "pgd": curve_attack(cfg),  # the per-image check: AutoAttack breaks every image PGD breaks
-              **implementations("autoattack", "autoattack", curve_attack(cfg))}
-    return Task("autoattack", params, {"model": model},
-                label=f"{member} s{seed}")
-
-
-def detect_task(cfg: StudyConfig, twin: str, seed: int, models: dict[str, Task], env: dict[str, Any]) -> Task:
-    d = dataclasses.asdict(cfg.detect)
-    for key in ("enabled", "margin", "level"):  # the verdict's thresholds do not change the measurement
-        d.pop(key)
-    return Task("detect", {**_common(cfg, twin, seed, env), "detect": d, **implementations("detect")},
-                {"model": models[twin], "baseline": models[BASELINE]}, label=f"{twin} s{seed}")
-
-
 def curve_attack(cfg: StudyConfig) -> dict[str, Any]:
     """The white-box attack whose curve over every eps stands for the main attack: itself, unless it is
     AutoAttack, which runs on a subset at a few budgets; then the last white-box attack (PGD by convention).
@@ -202,11 +83,15 @@ def curve_attack(cfg: StudyConfig) -> dict[str, Any]:
     return attack_table(cfg, main) if main != "autoattack" else dict(cfg.attacks.white_box[-1])
 
 
-def examples_task(cfg: StudyConfig, seed: int, models: dict[str, Task], evals: dict[str, Task],
-                  env: dict[str, Any]) -> Task:
-    curve = curve_attack(cfg)
-    params = {"seed": seed, "data": _data(cfg, seed), "numerics": env, "n": cfg.report.examples,
-              "eps": cfg.report.example_eps, "attack": curve, "curve": attack_spec(curve).label,
-              "members": list(models), **implementations("examples", curve)}
-    deps = {**models, **{f"eval:{m}": t for m, t in evals.items()}}
-    return Task("examples", params, deps, label=f"s{seed}")
+def implementations(*tables: Any, internal: tuple[str, ...] = ()) -> dict[str, str]:
+    """``{name: identity}`` for the attacks a task runs: those of its attack tables (dicts with a name, or
+    names) and ``internal``, the ones its stage resolves by name in its own code (when registered).
+
+    In the task's params, so a replaced implementation (``register_attack(..., replace=True)``) changes the
+    key, and a worker that resolves another implementation refuses the task (see
+    :func:`serobust.study.context.check_implementations`)."""
+    from ..attacks import ATTACKS, attack_identity
+
+    names = {t["name"] if isinstance(t, dict) else t for t in tables}
+    names |= {n for n in internal if n in ATTACKS}
+    return {n: attack_identity(n) for n in sorted(names)}

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config import StudyConfig
 from ..names import BASELINE
+from .stages import STAGES
 from .store import StudyStore
 from .tasks import Task
 
@@ -33,28 +34,13 @@ def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:
     return frame
 
 
-#: stage -> (study table, the task output's part) for every part a stage contributes; each row is tagged
-#: with its seed and member (``twin`` for sensitivity: the matched layers pair a twin with its baseline)
-STAGE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
-    "train": (("history", "history"),),
-    "load": (("members", "info"),),
-    "evaluate": (("robust", "summary"), ("per_example", "per_example"), ("blackbox", "blackbox")),
-    "diagnostics": (("diagnostics", "checks"),),
-    "transfer": (("transfer", "transfer"),),
-    "probe": (("shift", "shift"), ("shift_channels", "channels"), ("sensitivity", "sensitivity")),
-    "mechanism": (("interventions", "interventions"), ("adaptive", "adaptive"), ("profile_shift", "profile_shift")),
-    "autoattack": (("robust", "summary"), ("per_example", "per_example"), ("autoattack", "components"),
-                   ("diagnostics", "checks")),
-    "detect": (("detection", "detection"),),
-}
-
-
 def _tags(task: Task, table: str) -> dict[str, Any]:
+    """What each row of ``task``'s part in ``table`` is tagged with: its seed and member (``twin`` for
+    sensitivity: the matched layers pair a twin with its baseline; source and target for transfer)."""
     p = task.params
-    seed = p.get("seed", p.get("train", {}).get("seed"))
     if task.stage == "transfer":
-        return {"seed": seed, "source": p["source"], "target": p["target"]}
-    return {"seed": seed, ("twin" if table == "sensitivity" else "model"): p["member"]}
+        return {"seed": p.seed, "source": p.source, "target": p.target}
+    return {"seed": p.seed, ("twin" if table == "sensitivity" else "model"): p.member}
 
 
 def collect(tasks: Sequence[Task], store: StudyStore) -> tuple[dict[str, pd.DataFrame], dict[str, Any] | None]:
@@ -65,16 +51,16 @@ def collect(tasks: Sequence[Task], store: StudyStore) -> tuple[dict[str, pd.Data
         out = store.load(task)
         if task.stage == "examples":
             examples = _examples(out, task.params)
-        for table, part in STAGE_TABLES.get(task.stage, ()):
+        for table, part in STAGES[task.stage].tables:  # (study table, the task output's part)
             frame = out.get(part)
             if frame is not None and len(frame.columns):
                 parts.setdefault(table, []).append(_tag(frame, **_tags(task, table)))
     return {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}, examples
 
 
-def _examples(out: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+def _examples(out: dict[str, Any], p: Any) -> dict[str, Any]:
     return {"x": out["x"], "y": out["y"], "eps": out["meta"]["eps"], "attack": out["meta"]["attack"],
-            "models": {m: {f: out[f"{m}.{f}"] for f in ("x_adv", "pred_clean", "pred_adv")} for m in p["members"]}}
+            "models": {m: {f: out[f"{m}.{f}"] for f in ("x_adv", "pred_clean", "pred_adv")} for m in p.members}}
 
 
 def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack: str,
@@ -85,10 +71,11 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
     outcomes are decided together (:func:`serobust.verdicts.decide_overall`: Holm across every twin's
     criteria), and each robustness interval covers seeds and test images from the ``per_example`` table.
     """
-    from .. import headline_table, pooled_mcnemar, robust_accuracy_table, verdict
     from ..detect.verdict import detection_criterion
-    from ..stats import mean_ci_by
-    from ..verdicts import decide_overall
+    from ..paired_tests import pooled_mcnemar
+    from ..robust_accuracy import headline_table
+    from ..stats import mean_ci_by, robust_accuracy_table
+    from ..verdicts import decide_overall, verdict
 
     st = cfg.stats
     ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}

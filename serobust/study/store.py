@@ -134,7 +134,7 @@ class StudyStore:
                            for name, d in files.items())):
             raise self._fail(task, f"{MANIFEST} is not a serobust task manifest of format {FORMAT} (fields "
                                    "parts/files missing or malformed)")
-        if task.stage == "train" and manifest.get("train_config") != task.params.get("train"):
+        if task.stage == "train" and manifest.get("train_config") != task.record.get("train"):
             raise self._fail(task, f"{MANIFEST} records a checkpoint trained with another config "
                                    f"({manifest.get('train_config')!r})")
         return manifest
@@ -199,12 +199,12 @@ class StudyStore:
             if path.name != MANIFEST and not path.name.startswith(".") and path.is_file() and not path.is_symlink():
                 files[path.name] = file_digest(path)
         manifest = {
-            "format": FORMAT, "stage": task.stage, "label": task.label, "key": task.key, "params": task.params,
+            "format": FORMAT, "stage": task.stage, "label": task.label, "key": task.key, "params": task.record,
             "deps": {role: dep.key for role, dep in task.deps.items()}, "parts": parts, "files": files,
             "seconds": round(seconds, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if task.stage == "train":
-            manifest["train_config"] = task.params.get("train")
+            manifest["train_config"] = task.record.get("train")
         atomic_write_json(folder / MANIFEST, manifest)
 
     def load(self, task: Task) -> dict[str, Any]:
@@ -231,6 +231,7 @@ class StudyStore:
         return out
 
     def seconds(self, task: Task) -> float:
+        """The seconds ``task`` took when it ran (0 when unrecorded); benchmarks/gpu_study_cut.py reads it."""
         manifest = self.manifest(task) or {}
         return float(manifest.get("seconds", 0.0))
 

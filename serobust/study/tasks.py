@@ -1,11 +1,12 @@
 """A study as a graph of tasks, each cached under one key.
 
-A :class:`Task` is one call of a stage function (:mod:`serobust.study.stages`) with explicit inputs:
-``params`` (JSON-able values: the config entries the stage reads, the seed, the member, the numerical
-environment) and ``deps`` (the tasks whose outputs it reads, by role: ``{"model": <train task>}``).
+A :class:`Task` is one call of a stage (:mod:`serobust.study.stages`) with explicit inputs: ``params``
+(the stage's frozen parameter dataclass: the config entries the stage reads, the seed, the member, the
+numerical environment) and ``deps`` (the tasks whose outputs it reads, by role: ``{"model": <train task>}``).
 
-Its key is :func:`task_key` of the stage, the stage's version, the params and the keys of the deps, and
-nothing else. A stage function gets only ``params`` and its deps' outputs, so everything that can change
+Its key is :func:`task_key` of the stage, the stage's version, the params (as ``dataclasses.asdict``
+gives them: the one place they become a dict, with the manifest's :attr:`Task.record`) and the keys of
+the deps, and nothing else. A stage function gets only ``params`` and its deps' outputs, so everything that can change
 a result is in the key by construction: retraining a model (any change of its training params, such as
 ``model.min_hidden``) changes the train task's key, hence the key of every task that reads the model,
 and a result computed on the old model can never be reused for the new one.
@@ -13,6 +14,7 @@ and a result computed on the old model can never be reused for the new one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -43,31 +45,37 @@ def task_key(stage: str, version: int, params: Mapping[str, Any], deps: Mapping[
 
 @dataclass(frozen=True, eq=False)
 class Task:
-    """One stage call: ``stage(params, outputs of deps)``; ``key`` identifies its result.
+    """One stage call: ``stage.run(params, outputs of deps)``; ``key`` identifies its result.
+
+    Build tasks with :meth:`serobust.study.stages.Stage.task`, which passes the stage's version.
 
     Attributes:
         stage: a registered stage name (:data:`serobust.study.stages.STAGES`).
-        params: the stage's explicit inputs, JSON-able.
+        params: the stage's explicit inputs: an instance of its frozen parameter dataclass.
         deps: role -> task whose output the stage reads.
         label: a human label for progress and errors (not part of the key).
+        version: the stage's version (part of the key).
+        record: the params as JSON-able values (``dataclasses.asdict``, computed): what the key hashes and
+            the manifest records.
         key: :func:`task_key` of the above (computed).
     """
 
     stage: str
-    params: Mapping[str, Any]
+    params: Any
     deps: Mapping[str, Task] = field(default_factory=dict)
     label: str = ""
+    version: int = 0
+    record: dict[str, Any] = field(init=False, repr=False)
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        from .stages import STAGES
-
-        if self.stage not in STAGES:
-            raise ValueError(f"unknown stage {self.stage!r}; registered: {', '.join(STAGES)}")
-        object.__setattr__(self, "params", canonical(self.params))
+        if self.version < 1:
+            raise ValueError(f"task of stage {self.stage!r} without a version: build it with Stage.task")
+        fields = dataclasses.asdict(self.params) if dataclasses.is_dataclass(self.params) else self.params
+        object.__setattr__(self, "record", canonical(fields))
         object.__setattr__(self, "deps", dict(self.deps))
         dep_keys = {role: dep.key for role, dep in self.deps.items()}
-        object.__setattr__(self, "key", task_key(self.stage, STAGES[self.stage].version, self.params, dep_keys))
+        object.__setattr__(self, "key", task_key(self.stage, self.version, self.record, dep_keys))
 
     @property
     def slug(self) -> str:

@@ -1,0 +1,59 @@
+"""Mechanism: interventions on the twin's gates, adaptive attacks and class-profile shift, at one budget."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..plan import attack_spec, common, curve_attack, implementations
+from ..tasks import Task
+from .base import MemberParams, Planning, Stage, head, register_stage
+
+
+@dataclass(frozen=True)
+class MechanismParams(MemberParams):
+    """``mechanism``: the ``[mechanism]`` section but ``enabled``; ``attack``: the curve attack's table."""
+
+    mechanism: dict[str, Any]
+    attack: dict[str, Any]
+    implementations: dict[str, str]
+
+
+def plan(study: Planning, seed: int | None) -> dict[str, Task]:
+    """One task per twin when ``[mechanism] enabled``."""
+    cfg = study.cfg
+    if not cfg.mechanism.enabled:
+        return {}
+    m = dataclasses.asdict(cfg.mechanism)
+    m.pop("enabled")
+    models, curve = study.models(seed), curve_attack(cfg)
+    return {t: STAGE.task(MechanismParams(**common(cfg, t, seed, study.env), mechanism=m, attack=curve,
+                                          implementations=implementations(curve)),
+                          {"model": models[t]}, label=f"{t} s{seed}") for t in study.twins}
+
+
+def run(ctx, p: MechanismParams, inputs, folder):
+    """Interventions on the twin's gates, adaptive attacks, and class-profile shift, at one budget."""
+    from ...adaptive import adaptive_attacks
+    from ...attacks import generate
+    from ...gate_interventions import interventions
+    from ...profiles import profile_shift
+
+    m = p.mechanism
+    model = inputs["model"]
+    xs, ys = head(ctx, p, m["size"])
+    # batches of at most attacks.batch_size (memory at ImageNet resolution); min() keeps the 256-image batches,
+    # and so the results, of every study whose batch_size is >= 256
+    x_adv = generate(model, xs, ys, attack_spec(p.attack), m["eps"], seed=p.seed, batch_size=min(256, p.batch_size))
+    return {
+        "interventions": interventions(model, xs, ys, x_adv, batch_size=p.batch_size),
+        "adaptive": adaptive_attacks(model, xs, ys, [m["eps"]], steps=m["steps"], weight=m["weight"],
+                                     seed=p.seed, batch_size=p.batch_size),
+        "profile_shift": profile_shift(model, xs, ys, x_adv, batch_size=p.batch_size),
+    }
+
+
+STAGE = register_stage(Stage("mechanism", MechanismParams, plan, run, order=60, priority=6,
+                             tables=(("interventions", "interventions"), ("adaptive", "adaptive"),
+                                     ("profile_shift", "profile_shift"))))

@@ -1,0 +1,59 @@
+"""Train: one member trained for one seed (the baseline and each SE twin share init and batches)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ...names import BASELINE
+from ...trainer import TrainConfig
+from ..plan import data_params
+from ..tasks import Task
+from .base import Planning, Stage, register_stage
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """A member's architecture (``arch``, ``se``, ``reduction``, ``min_hidden``), its training config (which
+    holds the seed), its data and the numerical environment."""
+
+    member: str
+    model: dict[str, Any]
+    train: TrainConfig
+    data: dict[str, Any]
+    numerics: dict[str, Any]
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+
+def plan(study: Planning, seed: int | None) -> dict[str, Task]:
+    """One train task per member (none for a study of given pairs: those are loaded)."""
+    cfg = study.cfg
+    if cfg.model.pairs:
+        return {}
+    reductions = dict(zip(study.twins, cfg.model.reductions))
+    out = {}
+    for member in study.members:
+        model = {"arch": cfg.model.arch, "se": member != BASELINE, "reduction": reductions.get(member),
+                 "min_hidden": cfg.model.min_hidden}
+        params = TrainParams(member, model, dataclasses.replace(cfg.train, seed=seed),
+                             data_params(cfg, seed, eval_subset=False), study.env)
+        out[member] = STAGE.task(params, label=f"{member} s{seed}")
+    return out
+
+
+def run(ctx, p: TrainParams, inputs, folder):
+    """One member trained for one seed; ``folder/last.pt`` is written every epoch, so a killed run resumes."""
+    from ...trainer import train
+
+    model = ctx.build_model(p.model, p.data, seed=p.seed)
+    _, history = train(model, ctx.dataset(p.data), p.train, checkpoint_dir=folder, device=ctx.device,
+                       progress=False)
+    return {"history": history}
+
+
+STAGE = register_stage(Stage("train", TrainParams, plan, run, order=10, priority=0, makes_model=True,
+                             tables=(("history", "history"),)))
