@@ -456,7 +456,7 @@ def _num_classes_kw(lib: str, num_classes: int | None) -> dict[str, int]:
 
 def _build(spec: MemberSpec, num_classes: int | None, weights_dir: str, download: bool) -> nn.Module:
     lib, name = spec.library, spec.name
-    if lib == "torchscript":
+    if lib == "torchscript":  # a program, not weights: the user names this file explicitly (README says so)
         try:
             return torch.jit.load(name, map_location="cpu")
         except (RuntimeError, ValueError) as e:
