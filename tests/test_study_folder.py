@@ -3,6 +3,7 @@ a replaced attack is never confused with the built-in it replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -237,8 +238,8 @@ def test_an_older_manifest_without_digests_is_recomputed_not_trusted(study):
 
 # ---------------------------------------------------------------------------------------------- attack identity
 
-@pytest.fixture
-def replaced_pgd():
+@contextlib.contextmanager
+def _user_pgd():
     """A user's pgd registered over the built-in (same options, its own code); the built-in restored after."""
     from serobust.attacks import register_attack
     from serobust.attacks.base import implementation
@@ -252,29 +253,23 @@ def replaced_pgd():
         def runner(self, model, config, *, eps, num_classes, seed):
             return super().runner(model, config, eps=eps, num_classes=num_classes, seed=seed)
 
-    yield MyPGD
-    register_attack(builtin, replace=True)
+    try:
+        yield MyPGD
+    finally:
+        register_attack(builtin, replace=True)
+
+
+@pytest.fixture
+def replaced_pgd():
+    with _user_pgd() as cls:
+        yield cls
 
 
 def test_replacing_an_attack_changes_the_keys_of_the_tasks_that_run_it():
-    from serobust.attacks import register_attack
-    from serobust.attacks.base import implementation
-
     cfg = _cfg()
     before = {t.key: t.stage for t in plan(cfg, ENV)}
-    builtin = type(implementation("pgd"))
-
-    @register_attack(replace=True)
-    class MyPGD(builtin):
-        name = "pgd"
-
-        def runner(self, model, config, *, eps, num_classes, seed):
-            return super().runner(model, config, eps=eps, num_classes=num_classes, seed=seed)
-
-    try:
+    with _user_pgd():
         after = {t.key: t.stage for t in plan(cfg, ENV)}
-    finally:
-        register_attack(builtin, replace=True)
     kept = {stage for key, stage in before.items() if key in after}
     assert kept == {"train"}  # the models stay; every task that runs pgd is new
     assert {t.key for t in plan(cfg, ENV)} == set(before)  # the built-in back: the old keys again
