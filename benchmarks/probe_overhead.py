@@ -34,7 +34,7 @@ import time
 import torch
 
 from serobust import build_model
-from serobust.probe import ExcitationProbe
+from serobust.excitation.probe import ExcitationProbe
 
 CASES = (("cnn", 1, 28), ("resnet20", 3, 32))  # (architecture, input channels, image side)
 

@@ -55,19 +55,19 @@ _EXPORTS: dict[str, str] = {
     "masking_diagnostics": "diagnostics",
     "generate": "attacks",
     # excitation analysis
-    "ExcitationProbe": "probe",
-    "register_se_adapter": "se_adapters",
-    "excitation_shift": "metrics",
-    "shift_analysis": "metrics",
-    "SHIFT_METRICS": "shift_metrics",
-    "register_shift_metric": "shift_metrics",
-    "feature_sensitivity": "sensitivity",
-    "matched_layers": "sensitivity",
-    "interventions": "gate_interventions",
-    "gate_override": "gate_interventions",
+    "ExcitationProbe": "excitation.probe",
+    "register_se_adapter": "excitation.adapters",
+    "excitation_shift": "excitation.shift",
+    "shift_analysis": "excitation.shift",
+    "SHIFT_METRICS": "excitation.shift_metrics",
+    "register_shift_metric": "excitation.shift_metrics",
+    "feature_sensitivity": "excitation.sensitivity",
+    "matched_layers": "excitation.sensitivity",
+    "interventions": "excitation.interventions",
+    "gate_override": "excitation.interventions",
     "adaptive_attacks": "adaptive",
-    "class_profiles": "profiles",
-    "profile_shift": "profiles",
+    "class_profiles": "excitation.profiles",
+    "profile_shift": "excitation.profiles",
     # adversarial detection from excitations
     "DETECTOR_FEATURES": "detect",
     "MahalanobisDetector": "detect",
@@ -144,7 +144,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     )
     from .diagnostics import masking_diagnostics  # noqa: F401
     from .eps import parse_eps  # noqa: F401
-    from .gate_interventions import gate_override, interventions  # noqa: F401
+    from .excitation.interventions import gate_override, interventions  # noqa: F401
     from .hub import (  # noqa: F401
         MemberError,
         WeightsNotFoundError,
@@ -154,16 +154,16 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
         parse_member,
     )
     from .io import CheckpointError  # noqa: F401
-    from .metrics import excitation_shift, shift_analysis  # noqa: F401
+    from .excitation.shift import excitation_shift, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
     from .paired_tests import mcnemar, pooled_mcnemar  # noqa: F401
     from .pipeline import run_study  # noqa: F401
-    from .probe import ExcitationProbe  # noqa: F401
-    from .profiles import class_profiles, profile_shift  # noqa: F401
+    from .excitation.probe import ExcitationProbe  # noqa: F401
+    from .excitation.profiles import class_profiles, profile_shift  # noqa: F401
     from .robust_accuracy import headline_table, informative_budgets  # noqa: F401
-    from .se_adapters import register_se_adapter  # noqa: F401
-    from .sensitivity import feature_sensitivity, matched_layers  # noqa: F401
-    from .shift_metrics import SHIFT_METRICS, register_shift_metric  # noqa: F401
+    from .excitation.adapters import register_se_adapter  # noqa: F401
+    from .excitation.sensitivity import feature_sensitivity, matched_layers  # noqa: F401
+    from .excitation.shift_metrics import SHIFT_METRICS, register_shift_metric  # noqa: F401
     from .stats import bootstrap_ci, crossed_mean_ci, paired_difference, robust_accuracy_table  # noqa: F401
     from .trainer import TrainConfig, train  # noqa: F401
     from .verdicts import Criterion, Verdict, verdict  # noqa: F401

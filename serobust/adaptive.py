@@ -13,8 +13,8 @@ test this (Hu et al., 1709.01507, for the gate ``s = sigmoid(W2 relu(W1 z))``):
 :func:`adaptive_attacks` runs both next to plain :func:`pgd` with the same start and budget; if either
 is much stronger than PGD, PGD-based robustness of that model should not be trusted. All three are
 the shared loop :func:`serobust.linf_pgd.linf_pgd` in float32 with different loss closures; the
-excitations come from an :class:`~serobust.probe.ExcitationProbe` (``differentiable=True`` inside
-the loss) and the frozen gates from :func:`serobust.gate_interventions.gate_override`.
+excitations come from an :class:`~serobust.excitation.probe.ExcitationProbe` (``differentiable=True`` inside
+the loss) and the frozen gates from :func:`serobust.excitation.interventions.gate_override`.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analysis_inputs import batch_slices, check_analysis_inputs
+from .excitation.inputs import batch_slices, check_analysis_inputs
 from .eps import parse_eps_list
-from .gate_interventions import gate_override
+from .excitation.interventions import gate_override
 from .linf_pgd import default_alpha, linf_pgd, uniform_start
-from .probe import ExcitationProbe
+from .excitation.probe import ExcitationProbe
 from .runtime import eval_mode, model_device
-from .se_adapters import find_se_modules
+from .excitation.adapters import find_se_modules
 
 __all__ = ["pgd", "excitation_pgd", "frozen_gate_pgd", "adaptive_attacks", "ADAPTIVE_ATTACKS"]
 

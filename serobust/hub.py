@@ -518,7 +518,7 @@ def _build(spec: MemberSpec, num_classes: int | None, weights_dir: str, download
 def check_se_member(spec: MemberSpec, key: str = "se") -> int:
     """The SE member's architecture has SE modules the probe knows: built without weights on the meta device
     (no memory, no download), so ``serobust check`` can refuse a baseline given as ``se``. Returns the count."""
-    from .se_adapters import NoSEModuleError, find_se_modules
+    from .excitation.adapters import NoSEModuleError, find_se_modules
 
     lib, name = spec.library, spec.name
     if lib not in ("timm", "torchvision", "pytorchcv"):
@@ -573,7 +573,7 @@ def load_member(spec: MemberSpec, *, num_classes: int | None = None, se: bool = 
     prep = preprocess(spec)
     model = ExternalModel(net, prep.mean, prep.std).eval()
     if se:
-        from .se_adapters import NoSEModuleError, find_se_modules
+        from .excitation.adapters import NoSEModuleError, find_se_modules
 
         try:
             find_se_modules(model)

@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from serobust.models.cnn import ConvBlock
-from serobust.probe import ExcitationProbe
-from serobust.se_adapters import find_se_modules
+from serobust.excitation.probe import ExcitationProbe
+from serobust.excitation.adapters import find_se_modules
 
 
 def manual_s(se: nn.Module, u: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,13 @@ import torch
 
 from serobust import build_pair
 from serobust.adaptive import adaptive_attacks, excitation_pgd, frozen_gate_pgd, pgd
-from serobust.controls import matched_gaussian_noise, sign_noise
+from serobust.excitation.controls import matched_gaussian_noise, sign_noise
 from serobust.errors import InputError
-from serobust.gate_interventions import gate_override, interventions
-from serobust.metrics import excitation_shift, shift_analysis
-from serobust.profiles import class_profiles, profile_shift
-from serobust.se_adapters import NoSEModuleError
-from serobust.sensitivity import feature_sensitivity
+from serobust.excitation.interventions import gate_override, interventions
+from serobust.excitation.shift import excitation_shift, shift_analysis
+from serobust.excitation.profiles import class_profiles, profile_shift
+from serobust.excitation.adapters import NoSEModuleError
+from serobust.excitation.sensitivity import feature_sensitivity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

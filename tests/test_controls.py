@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from serobust.controls import matched_gaussian_noise, sign_noise
+from serobust.excitation.controls import matched_gaussian_noise, sign_noise
 
 
 def test_matched_gaussian_noise_norms_per_sample(digits_xy):

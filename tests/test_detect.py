@@ -29,7 +29,7 @@ from serobust.detect.verdict import detection_criterion
 from serobust.errors import InputError
 from serobust.models.cnn import ConvBlock
 from serobust.models.se import SqueezeExcite
-from serobust.se_adapters import NoSEModuleError, find_se_modules
+from serobust.excitation.adapters import NoSEModuleError, find_se_modules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -28,8 +28,8 @@ from serobust.hub import (  # noqa: E402
     preprocess,
     resize_crop,
 )
-from serobust.probe import ExcitationProbe  # noqa: E402
-from serobust.se_adapters import find_se_modules  # noqa: E402
+from serobust.excitation.probe import ExcitationProbe  # noqa: E402
+from serobust.excitation.adapters import find_se_modules  # noqa: E402
 
 CLASSES = ("n01440764", "n01443537", "n01484850", "n01491361")
 
@@ -136,7 +136,7 @@ def test_a_pair_with_different_geometries_is_refused_naming_the_fix():
 # ---------------------------------------------------------------------------------------------- the probe on timm
 
 def test_probe_finds_every_se_block_of_seresnet50_and_none_in_resnet50():
-    from serobust.se_adapters import NoSEModuleError
+    from serobust.excitation.adapters import NoSEModuleError
 
     se = timm.create_model("seresnet50").eval()
     blocks = find_se_modules(se)

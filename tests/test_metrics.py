@@ -10,10 +10,10 @@ from se_reference import reference_pgd
 from torch import nn
 
 from serobust import build_model, register_shift_metric
-from serobust.metrics import excitation_shift, shift_analysis
+from serobust.excitation.shift import excitation_shift, shift_analysis
 from serobust.models.se import SqueezeExcite
 from serobust.names import KINDS
-from serobust.shift_metrics import POOLED_METRICS, SHIFT_METRICS, average_ranks
+from serobust.excitation.shift_metrics import POOLED_METRICS, SHIFT_METRICS, average_ranks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,7 +8,7 @@ import torch
 from se_reference import block_names, digits_fixtures, manual_forward
 
 from serobust.errors import InputError
-from serobust.profiles import class_profiles, profile_shift
+from serobust.excitation.profiles import class_profiles, profile_shift
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from se_reference import reference_pgd
 
-from serobust.sensitivity import feature_sensitivity, matched_layers
+from serobust.excitation.sensitivity import feature_sensitivity, matched_layers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

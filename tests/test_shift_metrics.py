@@ -13,9 +13,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from serobust.metrics import excitation_shift
+from serobust.excitation.shift import excitation_shift
 from serobust.models.se import SqueezeExcite
-from serobust.shift_metrics import (
+from serobust.excitation.shift_metrics import (
     CHANNEL_COLUMNS,
     POOLED_METRICS,
     SAT_HIGH,

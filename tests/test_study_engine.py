@@ -125,7 +125,7 @@ def test_a_failing_task_is_named_and_a_rerun_resumes(local_run, tmp_path, monkey
     for manifest in (work / "tasks" / "mechanism").rglob("manifest.json"):
         manifest.unlink()  # as if the run had been killed before the mechanism stage
     import serobust.adaptive
-    import serobust.gate_interventions
+    import serobust.excitation.interventions
 
     real = serobust.adaptive.adaptive_attacks
 
@@ -138,9 +138,9 @@ def test_a_failing_task_is_named_and_a_rerun_resumes(local_run, tmp_path, monkey
         run_study(_cfg(), out_dir=work, progress=False)
     assert json.loads((work / "results.json").read_text())["meta"]["run_id"]  # the old report still stands
     monkeypatch.setattr(serobust.adaptive, "adaptive_attacks", real)
-    real_iv = serobust.gate_interventions.interventions
+    real_iv = serobust.excitation.interventions.interventions
     calls = []
-    monkeypatch.setattr(serobust.gate_interventions, "interventions",
+    monkeypatch.setattr(serobust.excitation.interventions, "interventions",
                         lambda *a, **k: calls.append(1) or real_iv(*a, **k))
     before = {p: p.stat().st_mtime_ns for p in _manifests(work)}
     run_study(_cfg(), out_dir=work, progress=False)

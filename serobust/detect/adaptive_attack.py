@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..analysis_inputs import batch_slices, check_analysis_inputs
+from ..excitation.inputs import batch_slices, check_analysis_inputs
 from ..eps import parse_eps_list
 from ..linf_pgd import default_alpha, linf_pgd, uniform_start
 from ..runtime import attack_state, check_int, model_device

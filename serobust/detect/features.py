@@ -2,7 +2,7 @@
 
 A reader is a context manager whose value ``read(x) -> (logits, [features (B, D_b) per block])`` runs
 the model once. ``"excitation"`` reads the excitation ``s`` and the squeeze ``z`` of each SE block
-(Hu et al., 1709.01507) with an :class:`~serobust.probe.ExcitationProbe`; ``"pooled"``, the control
+(Hu et al., 1709.01507) with an :class:`~serobust.excitation.probe.ExcitationProbe`; ``"pooled"``, the control
 for a baseline without SE, reads the global average over (H, W) of named blocks' outputs (for a pair,
 ``serobust.matched_layers(baseline, se_twin)``: the blocks that hold SE in the twin). With
 ``differentiable=True`` the features keep their autograd graph, for adaptive attacks.
@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..probe import ExcitationProbe
+from ..excitation.probe import ExcitationProbe
 from ..runtime import check_module_names
-from ..se_adapters import find_se_modules
+from ..excitation.adapters import find_se_modules
 
 __all__ = ["DETECTOR_FEATURES", "Reader", "feature_reader", "resolve_blocks"]
 

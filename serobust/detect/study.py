@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..analysis_inputs import check_analysis_inputs
+from ..excitation.inputs import check_analysis_inputs
 from ..eps import parse_eps_list
 from ..names import GAUSSIAN
-from ..se_adapters import find_se_modules
+from ..excitation.adapters import find_se_modules
 from .adaptive_attack import check_attack_args, detector_pgd
 from .mahalanobis import MahalanobisDetector
 from .roc import detection_metrics
@@ -97,7 +97,7 @@ def _attacked(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, at
     # lazy: the attack package loads torchattacks
     from ..attacks import attack as make_attack
     from ..attacks import generate
-    from ..controls import matched_gaussian_noise
+    from ..excitation.controls import matched_gaussian_noise
 
     specs = [make_attack(a) if isinstance(a, str) else a for a in attacks]
     x_pgd = None
@@ -136,7 +136,7 @@ def detection_analysis(
     baseline (the same blocks, ``serobust.matched_layers(baseline, se_model)``). Each is scored on the
     clean test images ``x`` and on perturbations of them crafted against its own model, per eps: every
     attack in ``attacks`` (``serobust.generate`` with ``seed``) and ``"gaussian"`` noise with each
-    example's PGD perturbation L2 norm (:func:`serobust.controls.matched_gaussian_noise`; PGD is the
+    example's PGD perturbation L2 norm (:func:`serobust.excitation.controls.matched_gaussian_noise`; PGD is the
     first ``pgd`` of ``attacks``, or default PGD). The two twin detectors score the very same images
     (crafted once against the twin). The ``"excitation"`` and ``"pooled"`` detectors also face
     ``"adaptive"``: :func:`detector_pgd` against that detector (``adaptive_steps`` steps from the clean
@@ -174,7 +174,7 @@ def detection_analysis(
     weights = _weights(adaptive_weight)
     for w in weights:
         check_attack_args(w, adaptive_steps, None)
-    from ..sensitivity import matched_layers
+    from ..excitation.sensitivity import matched_layers
 
     layers = matched_layers(baseline, se_model)
     models = {"twin": se_model, "baseline": baseline}

@@ -124,7 +124,7 @@ def noise_ratios(shift: pd.DataFrame, quantities: Sequence[str], *, noise: str =
                  adversarial: str = "adversarial") -> pd.DataFrame:
     """Each quantity under attack divided by its value under ``noise`` on the same (seed, model, eps, block).
 
-    The Gaussian control has the attack's L2 norm image by image (:mod:`serobust.controls`), so the ratio is
+    The Gaussian control has the attack's L2 norm image by image (:mod:`serobust.excitation.controls`), so the ratio is
     the attack's effect relative to chance of the same size: 1 means the attack moves the quantity as much as
     random noise does. Ratios are then averaged over budgets within (seed, model, block), as the verdict
     averages within seed.

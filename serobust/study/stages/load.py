@@ -66,7 +66,7 @@ def run(ctx, p: LoadParams, inputs, folder):
     """A given member loaded and checked: it fits the data (class count, input size; an SE member must have SE
     modules); records what the report shows beside it: parameters, SE blocks, the preprocessing of its weights."""
     from ...hub import MemberError, parse_member, preprocess
-    from ...se_adapters import NoSEModuleError, find_se_modules
+    from ...excitation.adapters import NoSEModuleError, find_se_modules
 
     spec = parse_member(p.source, f"pair {p.pair} {p.member}")
     bundle = ctx.dataset(p.data)

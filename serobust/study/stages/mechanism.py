@@ -37,8 +37,8 @@ def run(ctx, p: MechanismParams, inputs, folder):
     """Interventions on the twin's gates, adaptive attacks, and class-profile shift, at one budget."""
     from ...adaptive import adaptive_attacks
     from ...attacks import generate
-    from ...gate_interventions import interventions
-    from ...profiles import profile_shift
+    from ...excitation.interventions import interventions
+    from ...excitation.profiles import profile_shift
 
     m = p.mechanism
     model = inputs["model"]

@@ -3,7 +3,7 @@
 The study's hypothesis is that SE's global rescaling damps adversarial sensitivity because the global
 state (the squeeze ``z``) hardly changes under attack. :class:`ExcitationProbe` reads exactly the
 quantities of that statement from any model whose SE modules a registered adapter recognises
-(:mod:`serobust.se_adapters`), with forward hooks only: the model's code is not touched.
+(:mod:`serobust.excitation.adapters`), with forward hooks only: the model's code is not touched.
 
 Typical use, with the attack run inside the probe's scope but not recorded (a PGD attack calls the
 model at every step, and a probe left recording would store every iterate)::
@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .runtime import BatchGuard
-from .se_adapters import SEBlock, find_se_modules
+from ..runtime import BatchGuard
+from .adapters import SEBlock, find_se_modules
 
 __all__ = ["ExcitationProbe"]
 
@@ -83,7 +83,7 @@ class ExcitationProbe:
     """Context manager that records z, s, |u| and |s * u| of each SE block, per sample.
 
     Mechanism. On ``__enter__`` the probe registers two forward hooks per SE block (found by
-    :func:`serobust.se_adapters.find_se_modules`): one on the block's gate submodule, which keeps the
+    :func:`serobust.excitation.adapters.find_se_modules`): one on the block's gate submodule, which keeps the
     excitation ``s`` of the current call (flattened to (B, C)), and one on the SE module itself,
     which sees the module's input ``u`` (B, C, H, W) and output ``g = s * u``, and records
 

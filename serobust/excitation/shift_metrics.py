@@ -123,7 +123,7 @@ def _rel(delta: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 class BlockPair:
     """One SE block's records for B clean inputs and their B perturbed versions (float32, on the device).
 
-    The fields are what :class:`~serobust.probe.ExcitationProbe` records (``store_maps=True``); the
+    The fields are what :class:`~serobust.excitation.probe.ExcitationProbe` records (``store_maps=True``); the
     properties are intermediate quantities several metrics share, computed once per batch.
 
     Attributes:

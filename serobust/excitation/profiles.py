@@ -5,7 +5,7 @@ those of late blocks class-specific. :func:`class_profiles` computes those profi
 class, block and channel); :func:`profile_shift` asks whether the excitations of successful
 adversarial examples move toward the profile of the class the model is fooled into, i.e. whether
 the attack drives the class-specific gates. Excitations are read with an
-:class:`~serobust.probe.ExcitationProbe`, batch by batch, and reduced on the device.
+:class:`~serobust.excitation.probe.ExcitationProbe`, batch by batch, and reduced on the device.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .analysis_inputs import batch_slices, check_analysis_inputs
-from .errors import InputError
+from .inputs import batch_slices, check_analysis_inputs
+from ..errors import InputError
 from .probe import ExcitationProbe
-from .runtime import eval_mode, model_device
-from .se_adapters import find_se_modules
+from ..runtime import eval_mode, model_device
+from .adapters import find_se_modules
 
 __all__ = ["class_profiles", "profile_shift"]
 

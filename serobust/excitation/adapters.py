@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from .errors import SerobustError
-from .models.se import SqueezeExcite
+from ..errors import SerobustError
+from ..models.se import SqueezeExcite
 
 __all__ = ["SEAdapter", "register_se_adapter", "find_se_modules", "NoSEModuleError", "SEBlock"]
 

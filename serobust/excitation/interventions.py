@@ -1,6 +1,6 @@
 """Causal tests of the excitation: set each SE gate's ``s`` and see whether accuracy follows.
 
-The probe (:mod:`serobust.probe`) shows *that* excitations move under attack; an intervention asks
+The probe (:mod:`serobust.excitation.probe`) shows *that* excitations move under attack; an intervention asks
 whether that movement *matters*. :func:`interventions` runs the adversarial input with each SE gate's
 excitation replaced by the clean input's own ``s`` ("excitation swap") or by the dataset mean
 ("frozen gate"); if the swap restores accuracy, the shift of ``s`` is part of how the attack works
@@ -9,7 +9,7 @@ excitation replaced by the clean input's own ``s`` ("excitation swap") or by the
 The mechanism is :func:`gate_override`: a forward hook on a gate that *returns* a tensor replaces that
 gate's output, so ``s`` is set while ``u`` (the feature map entering the SE block) still comes from the
 actual forward pass. This replaces ``s``; reading ``s`` is the probe's job, and the clean excitations
-an intervention needs come from an :class:`~serobust.probe.ExcitationProbe`.
+an intervention needs come from an :class:`~serobust.excitation.probe.ExcitationProbe`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .analysis_inputs import batch_slices, check_analysis_inputs
+from .inputs import batch_slices, check_analysis_inputs
 from .probe import ExcitationProbe
-from .runtime import eval_mode, model_device
-from .se_adapters import SEBlock, find_se_modules
+from ..runtime import eval_mode, model_device
+from .adapters import SEBlock, find_se_modules
 
 __all__ = ["gate_override", "interventions", "GateValues"]
 
@@ -44,7 +44,7 @@ def gate_override(model: nn.Module, values: GateValues) -> Iterator[list[SEBlock
     exit, also when the body raises.
 
     Args:
-        model: a model with SE modules (see :func:`serobust.se_adapters.find_se_modules`).
+        model: a model with SE modules (see :func:`serobust.excitation.adapters.find_se_modules`).
         values: either a dict ``block name -> s`` with ``s`` of shape (B, C) (one row per example of
             the batch being forwarded) or (C,) (the same for every example), for the blocks to override
             (others run unchanged); or a callable ``f(name, s) -> s' | None`` called with each block's

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import InputError
-from .runtime import check_batch_size, check_images, check_labels
+from ..errors import InputError
+from ..runtime import check_batch_size, check_images, check_labels
 
 __all__ = ["check_analysis_inputs", "check_batch_size", "batch_slices"]
 

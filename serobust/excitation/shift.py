@@ -6,14 +6,14 @@ output ``g = s * u`` changes relatively less than the gate's input ``u``. This m
 link of that chain per SE block, per sample, and against chance:
 
 * :func:`excitation_shift` -- clean vs perturbed: every metric of the table
-  :data:`serobust.shift_metrics.SHIFT_METRICS` (relative changes of z, s, u and g, rank stability of
+  :data:`serobust.excitation.shift_metrics.SHIFT_METRICS` (relative changes of z, s, u and g, rank stability of
   the excitation, damping ratios, gate saturation, channel-activation magnitudes, and any metric
   registered with :func:`serobust.register_shift_metric`), per sample, per block or per channel.
 * :func:`shift_analysis` -- the same for an attack and for random controls of matched size
-  (:mod:`serobust.controls`), so an adversarial shift is read against what chance does.
+  (:mod:`serobust.excitation.controls`), so an adversarial shift is read against what chance does.
 
 Each batch of clean and perturbed inputs runs as ONE forward pass (the two halves concatenated), with
-an :class:`~serobust.probe.ExcitationProbe` holding the maps of that batch only; the per-sample
+an :class:`~serobust.excitation.probe.ExcitationProbe` holding the maps of that batch only; the per-sample
 reductions are computed on the device and the maps dropped before the next batch. The model runs in
 eval mode (BatchNorm then treats samples independently, so concatenation changes nothing) and its
 modes are restored afterwards.
@@ -33,13 +33,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .analysis_inputs import check_analysis_inputs
+from .inputs import check_analysis_inputs
 from .controls import matched_gaussian_noise, sign_noise
-from .eps import parse_eps_list
-from .names import ADVERSARIAL, CONTROLS, GAUSSIAN, SIGN_NOISE
+from ..eps import parse_eps_list
+from ..names import ADVERSARIAL, CONTROLS, GAUSSIAN, SIGN_NOISE
 from .probe import ExcitationProbe
-from .runtime import check_int, eval_mode, model_device
-from .se_adapters import find_se_modules
+from ..runtime import check_int, eval_mode, model_device
+from .adapters import find_se_modules
 from .shift_metrics import (
     CHANNEL_COLUMNS,
     CHANNEL_QUANTITIES,
@@ -50,7 +50,7 @@ from .shift_metrics import (
 )
 
 if TYPE_CHECKING:
-    from .attacks import AttackSpec
+    from ..attacks import AttackSpec
 
 __all__ = ["excitation_shift", "shift_analysis"]
 
@@ -247,7 +247,7 @@ def excitation_shift(
 ) -> pd.DataFrame:
     """How much each SE block's squeeze, excitation and gated output move from ``x`` to ``x_adv``.
 
-    One column per entry of :data:`serobust.shift_metrics.SHIFT_METRICS`; block rows (the default)
+    One column per entry of :data:`serobust.excitation.shift_metrics.SHIFT_METRICS`; block rows (the default)
     hold means over samples of the per-sample values (NaN left out), or a pooled value:
 
     * ``s_rel_change``, ``z_rel_change``, ``u_rel_change``, ``g_rel_change``: relative changes
@@ -322,7 +322,7 @@ AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, float], torch.Tensor
 def _attack_runner(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str | AttackSpec | AttackFn,
                    seed: int, batch_size: int) -> tuple[str, Callable[[float], torch.Tensor]]:
     """The attack's label and ``run(eps) -> x_adv`` for a name, an AttackSpec or a callable."""
-    from .attacks import AttackSpec, generate
+    from ..attacks import AttackSpec, generate
 
     if isinstance(attack, str | AttackSpec):
         return (attack if isinstance(attack, str) else attack.label,
@@ -353,7 +353,7 @@ def shift_analysis(
     same clean inputs: ``"sign_noise"`` -- ``clip(x + eps * sign(N(0, 1)))``, the same Linf budget with
     random signs; ``"gaussian"`` -- a Gaussian direction whose applied perturbation has, per sample,
     the L2 norm of the adversarial perturbation actually used
-    (:func:`~serobust.controls.matched_gaussian_noise`). The control noise uses the same draws at
+    (:func:`~serobust.excitation.controls.matched_gaussian_noise`). The control noise uses the same draws at
     every eps (common random numbers, seeded by ``seed``), so rows differ across eps only by the
     budget. An adversarial shift is then read against chance.
 
