@@ -1,9 +1,9 @@
 """The interval tables the figures draw: means across seeds with the verdict's intervals.
 
-Every error bar and band in the report is a row of a table made by :func:`serobust.stats.mean_ci_by` with
+Every error bar and band in the report is a row of a table made by :func:`serobust.stats.intervals.mean_ci_by` with
 ``unit="seed"`` (the seed is the unit of replication: each seed trains a new pair), so a figure shows the
 same interval as the verdict and the tables (``ci_low``/``ci_high``: the t interval below
-:data:`serobust.stats.SMALL_N_T_CI` seeds) and states its ``n``. Seaborn's own bootstrap over rows is never
+:data:`serobust.stats.intervals.SMALL_N_T_CI` seeds) and states its ``n``. Seaborn's own bootstrap over rows is never
 used: it would treat blocks and budgets of one seed as independent draws.
 
 The pipeline writes ``robust_summary``, ``interventions_summary`` and ``sensitivity_summary``;
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..stats import mean_ci_by
+from ..stats.intervals import mean_ci_by
 
 __all__ = ["SummarySpec", "SUMMARIES", "summarize", "with_summaries", "interval_note"]
 
@@ -45,7 +45,7 @@ def summarize(frame: pd.DataFrame, *, by: Sequence[str], value: str | Sequence[s
     """Mean and interval of ``value`` per ``by`` group across seeds (several values: a ``quantity`` column).
 
     Missing group keys (a ``block`` of NaN for whole-model rows) become ``"none"`` rather than dropping
-    rows. Returns the :func:`~serobust.stats.mean_ci_by` columns (``n, mean, ci_low, ci_high, ci_method``...).
+    rows. Returns the :func:`~serobust.stats.intervals.mean_ci_by` columns (``n, mean, ci_low, ci_high, ci_method``...).
     """
     keys = [b for b in by if b in frame.columns]
     data = frame.copy()

@@ -67,15 +67,16 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
                twins: Sequence[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Add the statistics tables and compute one verdict per twin; returns ``(tables, verdicts)``.
 
-    The verdicts are :meth:`serobust.verdicts.Verdict.to_dict` dicts (what results.json holds); their overall
-    outcomes are decided together (:func:`serobust.verdicts.decide_overall`: Holm across every twin's
+    The verdicts are :meth:`serobust.stats.verdict.Verdict.to_dict` dicts (what results.json holds); their overall
+    outcomes are decided together (:func:`serobust.stats.verdict.decide_overall`: Holm across every twin's
     criteria), and each robustness interval covers seeds and test images from the ``per_example`` table.
     """
     from ..detect.verdict import detection_criterion
-    from ..paired_tests import pooled_mcnemar
-    from ..robust_accuracy import headline_table
-    from ..stats import mean_ci_by, robust_accuracy_table
-    from ..verdicts import decide_overall, verdict
+    from ..stats.differences import robust_accuracy_table
+    from ..stats.intervals import mean_ci_by
+    from ..stats.paired import pooled_mcnemar
+    from ..stats.robust_accuracy import headline_table
+    from ..stats.verdict import decide_overall, verdict
 
     st = cfg.stats
     ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}
