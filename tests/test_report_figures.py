@@ -20,7 +20,7 @@ from serobust.report.figures import FigureStyle
 from serobust.report.labels import EpsLabeler, attack_name, block_label, percent, points
 from serobust.report.palette import BASELINE_COLOR, TWIN_COLORS, member_palette
 from serobust.report.plan import PlanInput, plan_figures
-from serobust.report.summaries import summarize, with_summaries
+from serobust.stats.summaries import summarize, with_summaries
 from serobust.stats.intervals import mean_ci_by
 
 MEMBERS = ("baseline", "se_r4", "se_r16")

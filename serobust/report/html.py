@@ -29,7 +29,7 @@ from .labels import EpsLabeler, attack_name
 from .meta_view import attack_rows, meta_rows
 from .palette import member_palette
 from .plan import FigureSpec, PlanInput, plan_figures
-from .summaries import with_summaries
+from ..stats.summaries import with_summaries
 from .tables import table_views
 from .verdict_view import verdict_views
 

@@ -21,7 +21,7 @@ from . import figures
 from .figures import FigureStyle
 from .labels import attack_name
 from .palette import color_name
-from .summaries import interval_note, summarize
+from ..stats.summaries import interval_note, summarize
 from .verdict_view import informative_budgets
 
 __all__ = ["FigureSpec", "PlanInput", "BUILDERS", "plan_figures"]
