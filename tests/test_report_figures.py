@@ -20,8 +20,8 @@ from serobust.report.figures import FigureStyle
 from serobust.report.labels import EpsLabeler, attack_name, block_label, percent, points
 from serobust.report.palette import BASELINE_COLOR, TWIN_COLORS, member_palette
 from serobust.report.plan import PlanInput, plan_figures
-from serobust.stats.summaries import summarize, with_summaries
 from serobust.stats.intervals import mean_ci_by
+from serobust.stats.summaries import summarize, with_summaries
 
 MEMBERS = ("baseline", "se_r4", "se_r16")
 TWINS = MEMBERS[1:]
