@@ -1,9 +1,9 @@
 """Calibration and power of the verdict's robustness criterion, by simulation (issue 16).
 
 Simulates whole studies (seeds x test images x budgets of per-image correctness for a baseline and its SE
-twin) and runs the SAME code the verdict runs on them: :func:`serobust.robust_accuracy.robustness_test`
+twin) and runs the SAME code the verdict runs on them: :func:`serobust.stats.robust_accuracy.robustness_test`
 (informative budgets from the pair's mean accuracy, the crossed seeds-and-images interval of
-:func:`serobust.stats.crossed_mean_ci`, the rule :func:`serobust.stats.decide`), vectorised over studies.
+:func:`serobust.stats.intervals.crossed_mean_ci`, the rule :func:`serobust.stats.decisions.decide`), vectorised over studies.
 The verdict's interval is analytic (no bootstrap), so the simulation uses exactly the verdict's method.
 
 The data model, per study: image difficulty ``theta_j ~ N(logit p, sd_image)`` shared by both twins and
@@ -62,7 +62,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, ndtr
 
-from serobust.robust_accuracy import robustness_test
+from serobust.stats.robust_accuracy import robustness_test
 
 ALPHA = 0.05
 MIN_EFFECT = 0.01

@@ -76,17 +76,17 @@ _EXPORTS: dict[str, str] = {
     "detection_analysis": "detect",
     "detection_verdict": "detect",
     # statistics
-    "bootstrap_ci": "stats",
-    "paired_difference": "stats",
-    "mcnemar": "paired_tests",
-    "robust_accuracy_table": "stats",
-    "pooled_mcnemar": "paired_tests",
-    "verdict": "verdicts",
-    "Verdict": "verdicts",
-    "Criterion": "verdicts",
-    "crossed_mean_ci": "stats",
-    "informative_budgets": "robust_accuracy",
-    "headline_table": "robust_accuracy",
+    "bootstrap_ci": "stats.intervals",
+    "paired_difference": "stats.differences",
+    "mcnemar": "stats.paired",
+    "robust_accuracy_table": "stats.differences",
+    "pooled_mcnemar": "stats.paired",
+    "verdict": "stats.verdict",
+    "Verdict": "stats.verdict",
+    "Criterion": "stats.criterion",
+    "crossed_mean_ci": "stats.intervals",
+    "informative_budgets": "stats.robust_accuracy",
+    "headline_table": "stats.robust_accuracy",
     # study
     "StudyConfig": "config",
     "load_study_config": "config",
@@ -156,14 +156,16 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .io import CheckpointError  # noqa: F401
     from .excitation.shift import excitation_shift, shift_analysis  # noqa: F401
     from .models import ARCHITECTURES, SqueezeExcite, build_model, build_pair, register_model  # noqa: F401
-    from .paired_tests import mcnemar, pooled_mcnemar  # noqa: F401
+    from .stats.paired import mcnemar, pooled_mcnemar  # noqa: F401
     from .pipeline import run_study  # noqa: F401
     from .excitation.probe import ExcitationProbe  # noqa: F401
     from .excitation.profiles import class_profiles, profile_shift  # noqa: F401
-    from .robust_accuracy import headline_table, informative_budgets  # noqa: F401
+    from .stats.robust_accuracy import headline_table, informative_budgets  # noqa: F401
     from .excitation.adapters import register_se_adapter  # noqa: F401
     from .excitation.sensitivity import feature_sensitivity, matched_layers  # noqa: F401
     from .excitation.shift_metrics import SHIFT_METRICS, register_shift_metric  # noqa: F401
-    from .stats import bootstrap_ci, crossed_mean_ci, paired_difference, robust_accuracy_table  # noqa: F401
+    from .stats.criterion import Criterion  # noqa: F401
+    from .stats.differences import paired_difference, robust_accuracy_table  # noqa: F401
+    from .stats.intervals import bootstrap_ci, crossed_mean_ci  # noqa: F401
     from .trainer import TrainConfig, train  # noqa: F401
-    from .verdicts import Criterion, Verdict, verdict  # noqa: F401
+    from .stats.verdict import Verdict, verdict  # noqa: F401

@@ -104,3 +104,35 @@ def test_the_walker_finds_a_planted_cycle_and_face_import(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from .. import verdict\n")
     assert _imports("serobust.study.m", path) == [("serobust", ("verdict",), 2)]
+
+
+def _private_imports(modules: dict[str, Path], within: str) -> list[str]:
+    """``module:line imports other._name`` for every underscore name a module under ``within`` takes from
+    another serobust module (dunders aside)."""
+    bad = []
+    for name, path in modules.items():
+        if not (name == within or name.startswith(within + ".")):
+            continue
+        for module, names, line in _imports(name, path):
+            if not module.startswith("serobust") or module == name:
+                continue
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            bad += [f"{name}:{line} imports {module}.{n}" for n in private]
+    return bad
+
+
+def test_statistics_modules_import_no_private_name_and_no_cycle():
+    modules = _modules()
+    bad = _private_imports(modules, "serobust.stats")
+    assert not bad, "make the name public (serobust/stats/checks.py holds the shared checks):\n" + "\n".join(bad)
+    edges = _edges(modules)
+    assert _cycle(edges, "serobust.stats") is None, " -> ".join(_cycle(edges, "serobust.stats"))
+    assert "serobust.stats.checks" in edges["serobust.stats.verdict"]  # the walker sees the stats modules
+
+
+def test_the_private_import_walker_finds_a_planted_one(tmp_path):
+    (tmp_path / "a.py").write_text("from __future__ import annotations\nfrom .b import _helper, public\n"
+                                   "from numpy import _private_but_not_ours\n")
+    (tmp_path / "c.py").write_text("from .b import _helper\n")  # outside serobust.stats: not checked here
+    modules = {"serobust.stats.a": tmp_path / "a.py", "serobust.c": tmp_path / "c.py"}
+    assert _private_imports(modules, "serobust.stats") == ["serobust.stats.a:2 imports serobust.stats.b._helper"]

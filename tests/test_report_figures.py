@@ -20,8 +20,8 @@ from serobust.report.figures import FigureStyle
 from serobust.report.labels import EpsLabeler, attack_name, block_label, percent, points
 from serobust.report.palette import BASELINE_COLOR, TWIN_COLORS, member_palette
 from serobust.report.plan import PlanInput, plan_figures
-from serobust.report.summaries import summarize, with_summaries
-from serobust.stats import mean_ci_by
+from serobust.stats.intervals import mean_ci_by
+from serobust.stats.summaries import summarize, with_summaries
 
 MEMBERS = ("baseline", "se_r4", "se_r16")
 TWINS = MEMBERS[1:]
@@ -132,7 +132,7 @@ def _verdict(twin: str, robust_stats: pd.DataFrame) -> dict:
 
 def synthetic_study(*, new_format: bool = True) -> tuple[dict, dict[str, pd.DataFrame], dict]:
     """(results, tables, examples) of a small study; ``new_format=False`` mimics results of older runs."""
-    from serobust.stats import robust_accuracy_table
+    from serobust.stats.differences import robust_accuracy_table
 
     rng = np.random.default_rng(0)
     robust = _robust(rng)

@@ -1,4 +1,4 @@
-"""serobust.stats against scipy and hand computations: intervals, paired differences, tables, the decision rule."""
+"""serobust.stats intervals, paired differences, tables, the decision rule and power against scipy and hand computations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from serobust import stats as S
+from serobust.stats import decisions, differences, intervals
+from serobust.stats import power as pw
 
 # ----------------------------------------------------------------------------------------------------
 # bootstrap_ci
@@ -21,7 +22,7 @@ from serobust import stats as S
 def test_bootstrap_matches_scipy_within_monte_carlo_error(method, statistic, sample):
     rng = np.random.default_rng(3)
     x = rng.normal(1.0, 2.0, size=25) if sample == "normal" else rng.exponential(1.0, size=40)
-    est, low, high = S.bootstrap_ci(x, statistic=statistic, method=method, n_resamples=100_000, seed=11)
+    est, low, high = intervals.bootstrap_ci(x, statistic=statistic, method=method, n_resamples=100_000, seed=11)
     ref = sps.bootstrap((x,), statistic, method=method, n_resamples=100_000, rng=12345)
     # with 100k resamples each endpoint's Monte-Carlo sd is <= 1.6% of the bootstrap standard error (BCa,
     # measured over seeds), so two independent runs differ by < 8% (3.5 sd); percentile and BCa endpoints
@@ -42,14 +43,14 @@ def test_bootstrap_bernoulli_closed_form():
     # and 97.5% quantiles are 6/20 and 14/20 (CDF(5) = 0.021 < 0.025 < CDF(6) = 0.058; symmetric above)
     x = np.r_[np.ones(10), np.zeros(10)]
     assert sps.binom.cdf(5, 20, 0.5) < 0.025 < sps.binom.cdf(6, 20, 0.5)
-    assert S.bootstrap_ci(x, seed=5) == (0.5, 0.3, 0.7)
+    assert intervals.bootstrap_ci(x, seed=5) == (0.5, 0.3, 0.7)
 
 
 def test_bootstrap_large_sample_normal_theory_and_chunking():
     # 4000 x 3000 resample entries exceed one chunk, so several chunks are drawn; the percentile interval
     # of a mean must then match mean +- 1.96 * sd / sqrt(n) (plug-in sd) to Monte-Carlo accuracy
     x = np.random.default_rng(0).normal(size=4000)
-    est, low, high = S.bootstrap_ci(x, n_resamples=3000, seed=1)
+    est, low, high = intervals.bootstrap_ci(x, n_resamples=3000, seed=1)
     half = 1.959964 * x.std(ddof=0) / math.sqrt(x.size)
     assert low == pytest.approx(est - half, abs=0.08 * half)
     assert high == pytest.approx(est + half, abs=0.08 * half)
@@ -62,21 +63,21 @@ def test_bootstrap_is_vectorized_over_resamples():
         calls.append(np.shape(a))
         return np.mean(a, axis=axis)
 
-    S.bootstrap_ci(np.arange(10.0), statistic=mean, n_resamples=5000)
+    intervals.bootstrap_ci(np.arange(10.0), statistic=mean, n_resamples=5000)
     assert calls == [(1, 10), (5000, 10)]  # the estimate, then every resample in one call
 
 
 def test_bootstrap_reproducible_and_seed_dependent():
     x = np.random.default_rng(1).normal(size=12)
-    assert S.bootstrap_ci(x, seed=4) == S.bootstrap_ci(x, seed=4)
-    assert S.bootstrap_ci(x, seed=4) != S.bootstrap_ci(x, seed=5)
+    assert intervals.bootstrap_ci(x, seed=4) == intervals.bootstrap_ci(x, seed=4)
+    assert intervals.bootstrap_ci(x, seed=4) != intervals.bootstrap_ci(x, seed=5)
 
 
 def test_bootstrap_single_value_and_constant_sample():
-    est, low, high = S.bootstrap_ci([0.7])
+    est, low, high = intervals.bootstrap_ci([0.7])
     assert est == 0.7 and math.isnan(low) and math.isnan(high)
     for method in ("percentile", "bca"):
-        assert S.bootstrap_ci([0.4] * 5, method=method) == pytest.approx((0.4, 0.4, 0.4))
+        assert intervals.bootstrap_ci([0.4] * 5, method=method) == pytest.approx((0.4, 0.4, 0.4))
 
 
 @pytest.mark.parametrize(
@@ -93,12 +94,12 @@ def test_bootstrap_single_value_and_constant_sample():
 )
 def test_bootstrap_rejects_bad_input(values, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        S.bootstrap_ci(values, **kwargs)
+        intervals.bootstrap_ci(values, **kwargs)
 
 
 def test_bootstrap_warns_on_few_resamples():
     with pytest.warns(UserWarning, match="at least 1000"):
-        S.bootstrap_ci([1.0, 2.0, 3.0], n_resamples=50)
+        intervals.bootstrap_ci([1.0, 2.0, 3.0], n_resamples=50)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def test_bootstrap_warns_on_few_resamples():
 
 def test_t_ci_matches_scipy():
     x = np.array([0.61, 0.58, 0.66, 0.63])
-    mean, low, high = S.t_ci(x, confidence=0.9)
+    mean, low, high = intervals.t_ci(x, confidence=0.9)
     ref = sps.ttest_1samp(x, 0.0).confidence_interval(0.9)
     assert mean == pytest.approx(x.mean())
     assert (low, high) == pytest.approx((ref.low, ref.high))
@@ -116,7 +117,7 @@ def test_t_ci_matches_scipy():
 def test_paired_difference_matches_scipy_and_hand_computation():
     a = np.array([0.41, 0.38, 0.45])  # baseline, seeds 0..2
     b = np.array([0.47, 0.40, 0.52])  # SE twin, same seeds
-    res = S.paired_difference(a, b, seed=0)
+    res = differences.paired_difference(a, b, seed=0)
     d = b - a
     ref = sps.ttest_rel(b, a)
     ci = ref.confidence_interval(0.95)
@@ -140,30 +141,30 @@ def test_paired_difference_wilcoxon_and_bootstrap_for_many_seeds():
     rng = np.random.default_rng(2)
     a = rng.uniform(0.3, 0.5, size=25)
     b = a + rng.normal(0.02, 0.03, size=25)
-    res = S.paired_difference(a, b, seed=3)
+    res = differences.paired_difference(a, b, seed=3)
     assert res["wilcoxon_p"] == pytest.approx(sps.wilcoxon(b - a).pvalue)
     assert res["ci_method"] == "bootstrap-percentile"
     assert (res["ci_low"], res["ci_high"]) == (res["boot_ci_low"], res["boot_ci_high"])
-    assert S.paired_difference(a[:6], b[:6])["wilcoxon_p"] == pytest.approx(
+    assert differences.paired_difference(a[:6], b[:6])["wilcoxon_p"] == pytest.approx(
         sps.wilcoxon(b[:6] - a[:6]).pvalue
     )
-    assert math.isnan(S.paired_difference(a[:5], b[:5])["wilcoxon_p"])
+    assert math.isnan(differences.paired_difference(a[:5], b[:5])["wilcoxon_p"])
 
 
 def test_paired_difference_constant_differences():
     a = np.array([0.2, 0.3, 0.4])
-    same = S.paired_difference(a, a)
+    same = differences.paired_difference(a, a)
     assert same["mean_diff"] == 0 and same["wilcoxon_p"] == 1.0 and math.isnan(same["t_p"])
     assert (same["t_ci_low"], same["t_ci_high"]) == (0.0, 0.0)
-    shifted = S.paired_difference(a, a + 0.25)
+    shifted = differences.paired_difference(a, a + 0.25)
     assert shifted["t_p"] == 0.0 and shifted["t_stat"] == math.inf and shifted["d_z"] == math.inf
 
 
 def test_paired_difference_rejects_bad_input():
     with pytest.raises(ValueError, match="lengths 3 and 2"):
-        S.paired_difference([0.1, 0.2, 0.3], [0.1, 0.2])
+        differences.paired_difference([0.1, 0.2, 0.3], [0.1, 0.2])
     with pytest.raises(ValueError, match=r"b \(SE\) contains 1 NaN"):
-        S.paired_difference([0.1, 0.2], [0.1, np.nan])
+        differences.paired_difference([0.1, 0.2], [0.1, np.nan])
 
 
 def test_mean_ci_by_averages_within_unit_first():
@@ -175,23 +176,23 @@ def test_mean_ci_by_averages_within_unit_first():
             rows.append({"kind": "adv", "seed": 0, "block": 3, "ratio": level + 0.03})
         rows.append({"kind": "noise", "seed": seed, "block": 0, "ratio": 1.0 + 0.01 * seed})
     frame = pd.DataFrame(rows)
-    out = mean_by = S.mean_ci_by(frame, "kind", "ratio", unit="seed", seed=0)
+    out = mean_by = intervals.mean_ci_by(frame, "kind", "ratio", unit="seed", seed=0)
     assert list(out["kind"]) == ["adv", "noise"]
     per_seed = frame[frame.kind == "adv"].groupby("seed")["ratio"].mean().to_numpy()
     ref = sps.ttest_1samp(per_seed, 0.0).confidence_interval(0.95)
     adv = mean_by.iloc[0]
     assert adv["n"] == 4 and adv["mean"] == pytest.approx(per_seed.mean())
     assert (adv["ci_low"], adv["ci_high"]) == pytest.approx((ref.low, ref.high))
-    assert adv["boot_ci_low"] == pytest.approx(S.bootstrap_ci(per_seed, seed=0)[1])
-    pooled = S.mean_ci_by(frame, ["kind"], "ratio")  # no unit: every row counts
+    assert adv["boot_ci_low"] == pytest.approx(intervals.bootstrap_ci(per_seed, seed=0)[1])
+    pooled = intervals.mean_ci_by(frame, ["kind"], "ratio")  # no unit: every row counts
     assert pooled.iloc[0]["n"] == 13
 
 
 def test_mean_ci_by_names_missing_columns():
     with pytest.raises(ValueError, match=r"missing column\(s\) \['ratio'\]"):
-        S.mean_ci_by(pd.DataFrame({"kind": ["a"], "seed": [0]}), "kind", "ratio", unit="seed")
+        intervals.mean_ci_by(pd.DataFrame({"kind": ["a"], "seed": [0]}), "kind", "ratio", unit="seed")
     with pytest.raises(ValueError, match="'ratio' has 1 NaN"):
-        S.mean_ci_by(pd.DataFrame({"kind": ["a", "a"], "ratio": [1.0, np.nan]}), "kind", "ratio")
+        intervals.mean_ci_by(pd.DataFrame({"kind": ["a", "a"], "ratio": [1.0, np.nan]}), "kind", "ratio")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def _per_seed_frame(seeds=(0, 1, 2)) -> pd.DataFrame:
 
 def test_robust_accuracy_table_pairs_by_seed():
     frame = _per_seed_frame()
-    table = S.robust_accuracy_table(frame.sample(frac=1.0, random_state=1), seed=0)  # row order irrelevant
+    table = differences.robust_accuracy_table(frame.sample(frac=1.0, random_state=1), seed=0)  # row order irrelevant
     assert len(table) == 2 * 2 * 3  # (se, se_r4) x (pgd, fgsm) x 3 eps
     row = table[(table.model == "se") & (table.attack == "pgd") & (table.eps == 0.2)].iloc[0]
     sub = frame[(frame.attack == "pgd") & (frame.eps == 0.2)].pivot(
@@ -236,7 +237,7 @@ def test_robust_accuracy_table_warns_on_unpaired_seed():
     frame = _per_seed_frame()
     frame = frame[~((frame.model == "se") & (frame.seed == 2) & (frame.attack == "pgd") & (frame.eps == 0.1))]
     with pytest.warns(UserWarning, match="1 seed"):
-        table = S.robust_accuracy_table(frame[frame.model != "se_r4"])
+        table = differences.robust_accuracy_table(frame[frame.model != "se_r4"])
     row = table[(table.attack == "pgd") & (table.eps == 0.1)].iloc[0]
     assert row["n_seeds"] == 2
 
@@ -244,15 +245,15 @@ def test_robust_accuracy_table_warns_on_unpaired_seed():
 def test_robust_accuracy_table_input_errors():
     frame = _per_seed_frame()
     with pytest.raises(ValueError, match=r"missing column\(s\) \['seed', 'robust_acc'\]"):
-        S.robust_accuracy_table(frame.drop(columns=["robust_acc", "seed"]))
+        differences.robust_accuracy_table(frame.drop(columns=["robust_acc", "seed"]))
     with pytest.raises(ValueError, match="'robust_acc' has 1 NaN"):
-        S.robust_accuracy_table(frame.assign(robust_acc=frame.robust_acc.where(frame.index != 3)))
+        differences.robust_accuracy_table(frame.assign(robust_acc=frame.robust_acc.where(frame.index != 3)))
     with pytest.raises(ValueError, match="share the same"):
-        S.robust_accuracy_table(pd.concat([frame, frame.head(1)]))
+        differences.robust_accuracy_table(pd.concat([frame, frame.head(1)]))
     with pytest.raises(ValueError, match="no rows with model == 'base'"):
-        S.robust_accuracy_table(frame, baseline="base")
+        differences.robust_accuracy_table(frame, baseline="base")
     with pytest.raises(ValueError, match="empty"):
-        S.robust_accuracy_table(frame.head(0))
+        differences.robust_accuracy_table(frame.head(0))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -285,8 +286,8 @@ def test_robust_accuracy_table_input_errors():
     ],
 )
 def test_judge_outcomes(effect, low, high, expect, threshold, min_effect, outcome):
-    got, why = S.judge(effect, low, high, expect=expect, threshold=threshold, min_effect=min_effect)
-    assert got == outcome and got in S.OUTCOMES
+    got, why = decisions.judge(effect, low, high, expect=expect, threshold=threshold, min_effect=min_effect)
+    assert got == outcome and got in decisions.OUTCOMES
     assert isinstance(why, str) and why
 
 
@@ -297,25 +298,25 @@ def test_judge_below_mirrors_above():
         low, high = np.sort(rng.normal(1.0, 0.3, size=2))
         effect = rng.uniform(low, high)
         margin = float(rng.choice([0.0, 0.05]))
-        below, _ = S.judge(effect, low, high, expect="below", threshold=1.0, min_effect=margin)
-        above, _ = S.judge(1.0 - effect, 1.0 - high, 1.0 - low, expect="above", min_effect=margin)
+        below, _ = decisions.judge(effect, low, high, expect="below", threshold=1.0, min_effect=margin)
+        above, _ = decisions.judge(1.0 - effect, 1.0 - high, 1.0 - low, expect="above", min_effect=margin)
         assert below == above
 
 
 def test_judge_rejects_bad_options():
     with pytest.raises(ValueError, match="expect must be 'above' or 'below'"):
-        S.judge(0.1, 0.0, 0.2, expect="greater")
+        decisions.judge(0.1, 0.0, 0.2, expect="greater")
     with pytest.raises(ValueError, match="min_effect must be >= 0"):
-        S.judge(0.1, 0.0, 0.2, min_effect=-0.01)
+        decisions.judge(0.1, 0.0, 0.2, min_effect=-0.01)
 
 
 def test_decide_is_judge_on_arrays():
     rng = np.random.default_rng(1)
     low = rng.normal(0, 0.03, 300)
     high = low + rng.uniform(0, 0.05, 300)
-    got = S.decide(low, high, margin=0.01)
-    assert list(got) == [S.judge(0.0, lo, hi, min_effect=0.01)[0] for lo, hi in zip(low, high)]
-    assert set(got) == set(S.OUTCOMES) - {"inconclusive"} | {"inconclusive"}  # every outcome occurs
+    got = decisions.decide(low, high, margin=0.01)
+    assert list(got) == [decisions.judge(0.0, lo, hi, min_effect=0.01)[0] for lo, hi in zip(low, high)]
+    assert set(got) == set(decisions.OUTCOMES) - {"inconclusive"} | {"inconclusive"}  # every outcome occurs
 
 
 def _anova_by_hand(d):
@@ -336,7 +337,7 @@ def test_crossed_interval_against_a_hand_computation():
     seed_effect = rng.normal(0, 0.1, (n, 1))
     image_effect = rng.normal(0, 0.3, (1, m))
     d = (rng.random((n, m)) < 0.2).astype(float) - (rng.random((n, m)) < 0.2) + seed_effect + image_effect
-    got = S.crossed_mean_ci(d)
+    got = intervals.crossed_mean_ci(d)
     grand, ms_seed, ms_image, ms_res = _anova_by_hand(d.tolist())
     assert ms_seed / (n * m) > ms_res / (n * m)  # the seed part binds here (no floor)
     a, b = ms_seed / (n * m), max(ms_image - ms_res, 0) / (n * m)
@@ -349,7 +350,7 @@ def test_crossed_interval_against_a_hand_computation():
     assert (float(got["ci_low"]), float(got["ci_high"])) == pytest.approx((grand - half, grand + half))
     assert float(got["var_seed"]) == pytest.approx((ms_seed - ms_res) / m)
     # vectorised: a stack of studies gives each study's own answer
-    stack = S.crossed_mean_ci(np.stack([d, d[::-1], d * 0.5]))
+    stack = intervals.crossed_mean_ci(np.stack([d, d[::-1], d * 0.5]))
     assert stack["ci_low"].shape == (3,) and stack["ci_low"][0] == pytest.approx(float(got["ci_low"]))
 
 
@@ -357,36 +358,36 @@ def test_coinciding_seeds_never_give_a_zero_width_interval():
     # every seed loses exactly one of 30 digits: the seed-level t interval has zero width (and p = 0)
     d = np.zeros((3, 30))
     d[:, 0] = -1.0  # the same digit lost in every seed
-    r = S.crossed_mean_ci(d)
+    r = intervals.crossed_mean_ci(d)
     assert float(r["ci_high"] - r["ci_low"]) > 0.02
     assert float(r["ci_low"]) < -1 / 30 < float(r["ci_high"])
-    assert S.decide(r["ci_low"], r["ci_high"], margin=0.01)[()] != "opposite"
+    assert decisions.decide(r["ci_low"], r["ci_high"], margin=0.01)[()] != "opposite"
     d2 = np.zeros((3, 30))
     d2[[0, 1, 2], [0, 1, 2]] = -1.0  # a different digit in each seed
-    r2 = S.crossed_mean_ci(d2)
-    assert float(r2["ci_high"] - r2["ci_low"]) > 0.02 and S.decide(r2["ci_low"], r2["ci_high"], margin=0.01)[()] \
+    r2 = intervals.crossed_mean_ci(d2)
+    assert float(r2["ci_high"] - r2["ci_low"]) > 0.02 and decisions.decide(r2["ci_low"], r2["ci_high"], margin=0.01)[()] \
         not in ("supported", "opposite")
     # no discordant image at all: Agresti-Min pseudo-counts keep a width, no claim either way
-    zero = S.crossed_mean_ci(np.zeros((3, 30)))
+    zero = intervals.crossed_mean_ci(np.zeros((3, 30)))
     assert float(zero["ci_high"]) > 0.01 and float(zero["ci_low"]) < -0.01
-    assert S.decide(zero["ci_low"], zero["ci_high"], margin=0.01)[()] == "inconclusive"
-    assert np.isnan(S.crossed_mean_ci(np.zeros((1, 30)))["ci_low"])  # one seed: no interval
+    assert decisions.decide(zero["ci_low"], zero["ci_high"], margin=0.01)[()] == "inconclusive"
+    assert np.isnan(intervals.crossed_mean_ci(np.zeros((1, 30)))["ci_low"])  # one seed: no interval
 
 
 def test_holm_matches_the_step_down_definition():
     p = np.array([0.01, 0.04, 0.03, 0.005])
     # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> running max 0.06
-    assert S.holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert S.holm([0.5]).tolist() == [0.5] and S.holm([]).size == 0
-    assert S.holm([0.3, 0.4]).tolist() == pytest.approx([0.6, 0.6])
+    assert decisions.holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert decisions.holm([0.5]).tolist() == [0.5] and decisions.holm([]).size == 0
+    assert decisions.holm([0.3, 0.4]).tolist() == pytest.approx([0.6, 0.6])
 
 
 def test_claim_p_values_agree_with_the_interval():
     rng = np.random.default_rng(3)
     effect, se, df = rng.normal(0, 0.03, 500), rng.uniform(0.005, 0.02, 500), rng.integers(2, 50, 500)
     half = sps.t.ppf(0.975, df) * se
-    p = S.claim_p_values(effect, se, df, margin=0.01)
-    outcome = S.decide(effect - half, effect + half, margin=0.01)
+    p = decisions.claim_p_values(effect, se, df, margin=0.01)
+    outcome = decisions.decide(effect - half, effect + half, margin=0.01)
     assert ((p["supported"] < 0.05) == (outcome == "supported")).all()
     assert ((p["opposite"] < 0.05) == (outcome == "opposite")).all()
     assert ((p["not_supported"] < 0.05) == np.isin(outcome, ["not supported", "opposite"])).all()
@@ -395,11 +396,11 @@ def test_claim_p_values_agree_with_the_interval():
 def test_minimum_detectable_effect_against_the_normal_formula_and_noncentral_t():
     # many degrees of freedom: the normal-approximation formula m + (z_0.975 + z_0.8) se
     se = 0.012
-    assert float(S.minimum_detectable_effect(se, 1e6, margin=0.01)) == pytest.approx(
+    assert float(pw.minimum_detectable_effect(se, 1e6, margin=0.01)) == pytest.approx(
         0.01 + (1.959964 + 0.841621) * se, rel=1e-5)
     # few degrees of freedom: a true gain of the MDE is called supported in about 80% of studies
     df, se = 4, 0.01
-    mde = float(S.minimum_detectable_effect(se, df, margin=0.01))
+    mde = float(pw.minimum_detectable_effect(se, df, margin=0.01))
     crit = 0.01 / se + sps.t.ppf(0.975, df)  # supported: (est - 0.01) / se > t_0.975
     power = sps.nct.sf(crit, df, mde / se)
     assert 0.75 < power < 0.85
@@ -410,12 +411,12 @@ def test_minimum_detectable_effect_against_the_normal_formula_and_noncentral_t()
     n, sigma = 5, 0.1
     exact = brentq(lambda delta: sps.nct.sf(sps.t.ppf(0.975, n - 1), n - 1, delta / (sigma / math.sqrt(n))) - 0.8,
                    1e-4, 1.0)
-    planned = S.planned_mde(sigma**2, 0.0, 1e-6, n, 50, n_sims=4000)
+    planned = pw.planned_mde(sigma**2, 0.0, 1e-6, n, 50, n_sims=4000)
     assert planned == pytest.approx(exact, rel=0.06)
     # more seeds or more images never make it larger (same simulation seed)
-    assert S.planned_mde(0.0004, 0.0, 0.2, 10, 200) < S.planned_mde(0.0004, 0.0, 0.2, 3, 200)
-    assert S.planned_mde(0.0, 0.0, 0.2, 3, 1000) < S.planned_mde(0.0, 0.0, 0.2, 3, 200)
-    assert math.isnan(S.planned_mde(0.0004, 0.0, 0.2, 1, 200))
+    assert pw.planned_mde(0.0004, 0.0, 0.2, 10, 200) < pw.planned_mde(0.0004, 0.0, 0.2, 3, 200)
+    assert pw.planned_mde(0.0, 0.0, 0.2, 3, 1000) < pw.planned_mde(0.0, 0.0, 0.2, 3, 200)
+    assert math.isnan(pw.planned_mde(0.0004, 0.0, 0.2, 1, 200))
 
 
 def test_robust_accuracy_table_uses_the_crossed_interval_where_per_image_results_exist():
@@ -431,9 +432,9 @@ def test_robust_accuracy_table_uses_the_crossed_interval_where_per_image_results
                 if eps == 0.1:  # per-image rows for one budget only
                     per += [{"seed": seed, "model": model, "attack": "pgd", "eps": eps, "index": i,
                              "robust_correct": bool(v)} for i, v in enumerate(f)]
-    table = S.robust_accuracy_table(pd.DataFrame(rows), per_example=pd.DataFrame(per)).set_index("eps")
+    table = differences.robust_accuracy_table(pd.DataFrame(rows), per_example=pd.DataFrame(per)).set_index("eps")
     d = np.array([flags[s, "se", 0.1].astype(float) - flags[s, "baseline", 0.1] for s in range(3)])
-    ref = S.crossed_mean_ci(d)
+    ref = intervals.crossed_mean_ci(d)
     assert table.loc[0.1, "ci_method"] == "crossed seeds x images" and table.loc[0.1, "n_images"] == 60
     assert (table.loc[0.1, "ci_low"], table.loc[0.1, "ci_high"]) == pytest.approx(
         (float(ref["ci_low"]), float(ref["ci_high"])))

@@ -99,7 +99,7 @@ def detection_criterion(frame: pd.DataFrame, *, attack: str = "pgd", margin: flo
     pooled control against ``attack``, and the excitation detector's AUROC under the adaptive attack, each
     averaged over eps; with the within-twin control in the frame (``pooled_twin``) also the difference
     excitation minus the twin's own pooled features on the same images. Each is judged by
-    :func:`serobust.stats.judge` on its t interval: the differences must lie above ``margin``, the adaptive
+    :func:`serobust.stats.decisions.judge` on its t interval: the differences must lie above ``margin``, the adaptive
     AUROC above ``level``. Outcome: "supported" when all are, "opposite" when the excitation detector is
     worse than a control (a difference interval below 0), "not supported" when any part is not supported
     or opposite, else "inconclusive".
@@ -112,13 +112,14 @@ def detection_criterion(frame: pd.DataFrame, *, attack: str = "pgd", margin: flo
         frame: :func:`detection_analysis` frames of several seeds, with a ``seed`` column.
 
     Returns:
-        A :class:`serobust.verdicts.Criterion` (``id`` ``excitation_detector``, ``role`` ``detector``), with
+        A :class:`serobust.stats.criterion.Criterion` (``id`` ``excitation_detector``, ``role`` ``detector``), with
         the adaptive part in ``extra``: ``adaptive_auroc``, ``adaptive_ci_low``, ``adaptive_ci_high``, and the
         within-twin control's difference in ``twin_control_effect``, ``twin_control_ci_low``,
         ``twin_control_ci_high`` (NaN without it).
     """
-    from ..stats import claim_p_values, judge, mean_ci
-    from ..verdicts import Criterion
+    from ..stats.criterion import Criterion
+    from ..stats.decisions import claim_p_values, judge
+    from ..stats.intervals import mean_ci
 
     if "seed" not in frame.columns:
         frame = frame.assign(seed=0)

@@ -40,7 +40,7 @@ TERMS: Mapping[str, Term] = _terms(
      "The robustness effect's interval covers both sources of variation, training seeds and test images "
      "(Bouthillier et al. 2021): seeds and images are crossed (every seed is scored on the same images), so "
      "the mean per-image difference has the variance of a two-way random-effects model, seed part + image "
-     "part + residual, estimated from per-image correctness (serobust.stats.crossed_mean_ci) with a t "
+     "part + residual, estimated from per-image correctness (serobust.stats.intervals.crossed_mean_ci) with a t "
      "quantile on Welch-Satterthwaite degrees of freedom. The seed part is the paired t variance across "
      "seeds, never below what the finite image sample alone implies, and Agresti & Min's pseudo-counts keep "
      "a width even without a single discordant image: seeds that happen to agree never give a zero-width "

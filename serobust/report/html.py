@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from ..errors import SerobustError
 from ..io import atomic_write_text
 from ..names import BASELINE
+from ..stats.summaries import with_summaries
 from .figures import FigureStyle
 from .glossary import TERMS, place_terms
 from .headline import attacked_images, headline_frame, headline_view
@@ -29,7 +30,6 @@ from .labels import EpsLabeler, attack_name
 from .meta_view import attack_rows, meta_rows
 from .palette import member_palette
 from .plan import FigureSpec, PlanInput, plan_figures
-from .summaries import with_summaries
 from .tables import table_views
 from .verdict_view import verdict_views
 

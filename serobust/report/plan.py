@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 
 from ..names import BASELINE
+from ..stats.summaries import interval_note, summarize
 from . import figures
 from .figures import FigureStyle
 from .labels import attack_name
 from .palette import color_name
-from .summaries import interval_note, summarize
 from .verdict_view import informative_budgets
 
 __all__ = ["FigureSpec", "PlanInput", "BUILDERS", "plan_figures"]

@@ -3,7 +3,9 @@
 :func:`collect` reads every task's stored parts and stacks them into one long table per kind, tagged with
 the seed and member each row belongs to (from the task's params: nothing is guessed from names).
 :func:`statistics` adds the tables made from them (paired robust-accuracy differences, McNemar, per-member
-means with t intervals, shift statistics, the headline table) and one verdict per SE twin.
+means with t intervals, shift statistics, the headline table) and one verdict per SE twin. The summary
+tables (means across seeds per group) are the rows of :data:`serobust.stats.summaries.SUMMARIES`, the one
+table of recipes the report also uses.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import pandas as pd
 
 from ..config import StudyConfig
 from ..names import BASELINE
+from ..stats.summaries import SHIFT_QUANTITIES, summary_table
 from .stages import STAGES
 from .store import StudyStore
 from .tasks import Task
 
 __all__ = ["collect", "statistics", "SHIFT_QUANTITIES"]
 
-#: shift columns summarized across seeds (mean and interval per model, kind, eps)
-SHIFT_QUANTITIES = ("damping_ratio", "z_over_u", "s_rel_change", "z_rel_change", "u_rel_change", "absorb_ratio")
 
 
 def _tag(frame: pd.DataFrame, **cols: Any) -> pd.DataFrame:
@@ -67,36 +68,26 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
                twins: Sequence[str]) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """Add the statistics tables and compute one verdict per twin; returns ``(tables, verdicts)``.
 
-    The verdicts are :meth:`serobust.verdicts.Verdict.to_dict` dicts (what results.json holds); their overall
-    outcomes are decided together (:func:`serobust.verdicts.decide_overall`: Holm across every twin's
+    The verdicts are :meth:`serobust.stats.verdict.Verdict.to_dict` dicts (what results.json holds); their overall
+    outcomes are decided together (:func:`serobust.stats.verdict.decide_overall`: Holm across every twin's
     criteria), and each robustness interval covers seeds and test images from the ``per_example`` table.
     """
     from ..detect.verdict import detection_criterion
-    from ..paired_tests import pooled_mcnemar
-    from ..robust_accuracy import headline_table
-    from ..stats import mean_ci_by, robust_accuracy_table
-    from ..verdicts import decide_overall, verdict
+    from ..stats.differences import robust_accuracy_table
+    from ..stats.paired import pooled_mcnemar
+    from ..stats.robust_accuracy import headline_table
+    from ..stats.verdict import decide_overall, verdict
 
     st = cfg.stats
     ci = {"confidence": st.confidence, "n_resamples": st.n_resamples}
     per_255 = bool(cfg.eps_labels)  # the config wrote budgets as fractions: texts say 8/255, not 0.0313725
     per_seed = tables["robust"][["seed", "model", "attack", "eps", "robust_acc"]]
     tables["robust_stats"] = robust_accuracy_table(per_seed, per_example=tables.get("per_example"), **ci)
-    tables["robust_summary"] = mean_ci_by(tables["robust"], by=["model", "attack", "eps"], value="robust_acc",
-                                          unit="seed", **ci)
+    _add_summary(tables, "robust_summary", **ci)
     if "per_example" in tables:
         tables["mcnemar"] = pooled_mcnemar(tables["per_example"], confidence=st.confidence)
-    if "shift" in tables:
-        tables["shift_stats"] = pd.concat(
-            [_tag(mean_ci_by(tables["shift"], by=["model", "kind", "eps"], value=q, unit="seed", **ci), quantity=q)
-             for q in SHIFT_QUANTITIES], ignore_index=True)
-    if "interventions" in tables:
-        iv = tables["interventions"].assign(block=tables["interventions"]["block"].fillna("none"))
-        tables["interventions_summary"] = mean_ci_by(iv, by=["model", "condition", "block"], value="accuracy",
-                                                     unit="seed", **ci)
-    if "sensitivity" in tables:
-        tables["sensitivity_summary"] = mean_ci_by(tables["sensitivity"], by=["member", "eps", "layer"],
-                                                   value="rel_change", unit="seed", **ci)
+    for name in ("shift_stats", "interventions_summary", "sensitivity_summary"):
+        _add_summary(tables, name, **ci)
     verdicts = {}
     diag = tables.get("diagnostics")
     per_example = tables.get("per_example")
@@ -120,17 +111,18 @@ def statistics(tables: dict[str, pd.DataFrame], cfg: StudyConfig, *, main_attack
     if budgets:
         tables["headline"] = headline_table(per_seed, attack=main_attack, budgets=budgets, confidence=st.confidence,
                                             per_255=per_255, n_resamples=st.n_resamples, per_example=per_example)
-    if "autoattack" in tables:
-        tables["autoattack_summary"] = mean_ci_by(tables["autoattack"], by=["model", "eps", "step", "component"],
-                                                  value="robust_acc", unit="seed", **ci)
+    _add_summary(tables, "autoattack_summary", **ci)
     if cfg.report.references:
         tables["references"] = _references(cfg, tables["robust_summary"], tables["robust"])
-    if "detection" in tables:
-        scored = tables["detection"].dropna(subset=["auroc"])  # NaN: no successful adversarial image to score
-        if not scored.empty:
-            tables["detection_summary"] = mean_ci_by(scored, by=["model", "features", "perturbation", "eps"],
-                                                     value="auroc", unit="seed", **ci)
+    _add_summary(tables, "detection_summary", **ci)  # rows with a NaN AUROC (nothing to score) left out
     return tables, verdicts
+
+
+def _add_summary(tables: dict[str, pd.DataFrame], name: str, **ci: Any) -> None:
+    """Add the summary table ``name`` (:data:`serobust.stats.summaries.SUMMARIES`) when its source is there."""
+    made = summary_table(name, tables, **ci)
+    if made is not None:
+        tables[name] = made
 
 
 def _references(cfg: StudyConfig, summary: pd.DataFrame, robust: pd.DataFrame) -> pd.DataFrame:

@@ -2,7 +2,7 @@
 
 Every function takes ``style=`` (:class:`FigureStyle`: the report's member palette, budget labels and
 confidence), so a member has one colour in every figure. Means and intervals come from the summary tables
-(:mod:`serobust.report.summaries`), never from seaborn's own bootstrap. A figure whose table is absent
+(:mod:`serobust.stats.summaries`), never from seaborn's own bootstrap. A figure whose table is absent
 (its stage was switched off) is skipped by the caller (:mod:`serobust.report.plan`), not here.
 """
 

@@ -2,7 +2,7 @@
 
 Each figure draws means with seaborn (``errorbar=None``) and its intervals from a summary table with
 :func:`interval_bars` or :func:`interval_band`, so the drawn interval is the one the tables and the verdict
-state (see :mod:`serobust.report.summaries`).
+state (see :mod:`serobust.stats.summaries`).
 """
 
 from __future__ import annotations

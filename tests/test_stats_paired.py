@@ -1,4 +1,4 @@
-"""serobust.paired_tests against hand computations and published tables: McNemar, per cell and pooled."""
+"""serobust.stats.paired against hand computations and published tables: McNemar, per cell and pooled."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serobust import paired_tests as P
+from serobust.stats import paired as P
 
 # ----------------------------------------------------------------------------------------------------
 # McNemar

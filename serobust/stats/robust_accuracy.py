@@ -5,7 +5,7 @@ the baseline is neither at the floor (about 0%: both models broken, a difference
 nor at its clean accuracy (the attack does nothing). :func:`informative_budgets` names those budgets
 from the PAIR's mean across seeds (the mean of the two twins cannot favour either; the baseline alone
 would drop exactly the budgets where only the SE twin keeps accuracy); the verdict
-(:mod:`serobust.verdicts`) tests robustness on them only, by :func:`robustness_test`. On CIFAR-10,
+(:mod:`serobust.stats.verdict`) tests robustness on them only, by :func:`robustness_test`. On CIFAR-10,
 standard-trained models reach 0% from 4/255 on, so most of a sweep's budgets carry no information.
 
 :func:`headline_table` is the RobustBench-style summary of a study (clean accuracy and robust accuracy
@@ -22,20 +22,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .eps import parse_eps
-from .errors import InputError
-from .names import BASELINE
-from .stats import (
-    _check_confidence,
-    _check_flags,
-    _check_no_nan,
-    _reject_duplicates,
-    _require_columns,
-    paired_difference,
-)
+from ..eps import parse_eps
+from ..errors import InputError
+from ..names import BASELINE
+from .checks import check_confidence, check_fraction, check_no_nan, reject_duplicates, require_columns
+from .decisions import claim_p_values, decide
+from .differences import paired_difference
+from .intervals import crossed_mean_ci
+from .per_image import per_image_arrays
+from .power import minimum_detectable_effect
 
-__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "informative_budgets", "informative_mask", "robustness_test",
-           "headline_table"]
+__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "attack_rows", "clean_by_seed", "paired_cells",
+           "informative_budgets", "informative_mask", "robustness_test", "headline_table"]
 
 FLOOR = 0.02
 """A budget where the pair's mean robust accuracy is at most this (2%) is at the floor: not tested."""
@@ -53,34 +51,24 @@ def eps_label(eps: float, *, per_255: bool = False) -> str:
     return f"{value:g}"
 
 
-def _check_fraction(name: str, value: Any, *, optional: bool = False, example: str = "0.02") -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        extra = " or None" if optional else ""
-        raise InputError(
-            f"{name} must be a fraction of accuracy in [0, 1){extra}, e.g. {example}, got {value!r}"
-        )
-
-
 # ----------------------------------------------------------------------------------------------------
-# robust-accuracy inputs (shared with serobust.verdicts)
+# robust-accuracy inputs (shared with serobust.stats.criteria)
 
 
-def _attack_rows(table: pd.DataFrame, attack: str, name: str) -> pd.DataFrame:
+def attack_rows(table: pd.DataFrame, attack: str, name: str) -> pd.DataFrame:
     """The rows of one attack, checked: no NaN, one row per (seed, model, eps)."""
-    _require_columns(table, ["seed", "model", "attack", "eps", "robust_acc"], name, check_nan=False)
-    _check_no_nan(table, ["seed", "model", "attack", "eps"], name)
+    require_columns(table, ["seed", "model", "attack", "eps", "robust_acc"], name, check_nan=False)
+    check_no_nan(table, ["seed", "model", "attack", "eps"], name)
     rows = table[table["attack"] == attack]
     if rows.empty:
         attacks = sorted(map(str, pd.unique(table["attack"])))
         raise InputError(f"{name} has no rows for attack {attack!r}; attacks present: {attacks}")
-    _check_no_nan(rows, ["robust_acc"], name)
-    _reject_duplicates(rows, ["seed", "model", "eps"], name)
+    check_no_nan(rows, ["robust_acc"], name)
+    reject_duplicates(rows, ["seed", "model", "eps"], name)
     return rows
 
 
-def _clean_by_seed(rows: pd.DataFrame, model: str) -> pd.Series | None:
+def clean_by_seed(rows: pd.DataFrame, model: str) -> pd.Series | None:
     """Clean accuracy per seed: robust accuracy at eps = 0, else the ``clean_acc`` column; None if neither."""
     mine = rows[rows["model"] == model]
     at_zero = mine[mine["eps"] == 0]
@@ -91,7 +79,7 @@ def _clean_by_seed(rows: pd.DataFrame, model: str) -> pd.Series | None:
     return None
 
 
-def _paired_cells(rows: pd.DataFrame, baseline: str, model: str, *, attack: str) -> pd.DataFrame:
+def paired_cells(rows: pd.DataFrame, baseline: str, model: str, *, attack: str) -> pd.DataFrame:
     """(seed, eps > 0) cells scored for both models, columns ``[baseline, model]``; lone cells warn."""
     wide = rows[rows["eps"] > 0].pivot(index=["seed", "eps"], columns="model", values="robust_acc")
     for m in (baseline, model):
@@ -145,9 +133,9 @@ def informative_budgets(
         ValueError: missing columns, NaN, unknown attack, no rows at eps > 0 for either twin, several SE
             models without ``se_model``, bad floor/ceiling_gap.
     """
-    _check_fraction("floor", floor, optional=True)
-    _check_fraction("ceiling_gap", ceiling_gap, optional=True)
-    rows = _attack_rows(robust_table, attack, "robust_table")
+    check_fraction("floor", floor, optional=True)
+    check_fraction("ceiling_gap", ceiling_gap, optional=True)
+    rows = attack_rows(robust_table, attack, "robust_table")
     models = list(map(str, pd.unique(rows["model"])))
     others = [m for m in models if m != baseline]
     if se_model is None:
@@ -161,7 +149,7 @@ def informative_budgets(
             raise InputError(f"robust_table has no {attack!r} rows at eps > 0 for {m!r}")
         means.append(mine.groupby("eps")["robust_acc"].mean())
     pair = pd.concat(means, axis=1, keys=["b", "s"], join="inner").sort_index()
-    cleans = [_clean_by_seed(rows, m) for m in (baseline, se_model)]
+    cleans = [clean_by_seed(rows, m) for m in (baseline, se_model)]
     clean = math.nan if any(c is None for c in cleans) else float((cleans[0].mean() + cleans[1].mean()) / 2)
     acc = pair.mean(axis=1).to_numpy()
     keep = informative_mask(acc, None if math.isnan(clean) else clean, floor=floor, ceiling_gap=ceiling_gap)
@@ -230,7 +218,7 @@ def headline_table(
         confidence: coverage of the difference's interval.
         per_255: label budgets ``k/255`` where they are (``robust_acc@8/255``), else ``%g``.
         n_resamples: bootstrap resamples (the interval is the bootstrap one only from 20 seeds on).
-        per_example: per-image correctness (as :func:`serobust.verdicts.verdict` takes it); with it the
+        per_example: per-image correctness (as :func:`serobust.stats.verdict.verdict` takes it); with it the
             difference's interval covers seeds and test images, as the verdict's does.
 
     Returns:
@@ -244,8 +232,8 @@ def headline_table(
     Raises:
         ValueError: missing columns, NaN, unknown attack or budget, no baseline, no clean accuracy.
     """
-    confidence = _check_confidence(confidence)
-    rows = _attack_rows(per_seed, attack, "per_seed")
+    confidence = check_confidence(confidence)
+    rows = attack_rows(per_seed, attack, "per_seed")
     chosen = _match_budgets(rows, budgets, attack)
     models = list(map(str, pd.unique(rows["model"])))
     if baseline not in models:
@@ -256,7 +244,7 @@ def headline_table(
     wide = wide.reindex(columns=models)  # a member with no row at eps > 0 gets NaN, hence n_seeds = 0
     out = []
     for model in [baseline, *(m for m in models if m != baseline)]:
-        clean = _clean_by_seed(rows, model)
+        clean = clean_by_seed(rows, model)
         if clean is None:
             raise InputError(
                 f"per_seed has no clean accuracy for {model!r}: add its eps = 0 rows or a clean_acc column"
@@ -336,14 +324,12 @@ def robustness_test(
 
     Returns:
         dict of arrays over the leading dims: ``informative`` ``(..., n_eps)``, ``n_budgets``, ``outcome``
-        (:func:`serobust.stats.decide`; "inconclusive" without an informative budget), and the
-        :func:`serobust.stats.crossed_mean_ci` fields of the per-image difference averaged over the
+        (:func:`serobust.stats.decisions.decide`; "inconclusive" without an informative budget), and the
+        :func:`serobust.stats.intervals.crossed_mean_ci` fields of the per-image difference averaged over the
         informative budgets (``mean``, ``se``, ``df``, ``ci_low``, ``ci_high``, variance components), plus
-        ``mde`` (:func:`serobust.stats.minimum_detectable_effect`) and the claim p values ``p_supported``,
-        ``p_not_supported``, ``p_opposite`` (:func:`serobust.stats.claim_p_values`).
+        ``mde`` (:func:`serobust.stats.power.minimum_detectable_effect`) and the claim p values ``p_supported``,
+        ``p_not_supported``, ``p_opposite`` (:func:`serobust.stats.decisions.claim_p_values`).
     """
-    from .stats import claim_p_values, crossed_mean_ci, decide, minimum_detectable_effect
-
     base = np.asarray(base, dtype=np.float64)
     se = np.asarray(se, dtype=np.float64)
     if base.shape != se.shape or base.ndim < 3:
@@ -367,38 +353,3 @@ def robustness_test(
     p = claim_p_values(ci["mean"], ci["se"], ci["df"], margin=min_effect)
     return {**ci, "informative": informative, "n_budgets": k, "outcome": outcome, "mde": mde,
             "p_supported": p["supported"], "p_not_supported": p["not_supported"], "p_opposite": p["opposite"]}
-
-
-def per_image_arrays(per_example: pd.DataFrame | None, *, attack: str, baseline: str, se_model: str,
-               seeds: list[Any], eps: list[float]) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(base, se, why_not)``: correctness arrays ``(seeds, images, eps)`` of the pair, or empty arrays and why.
-
-    From an ``evaluate(per_example=True)`` table (``seed, model, attack, eps, index, robust_correct``); the
-    arrays exist only when every (seed, model, eps) cell was scored on the same images.
-    """
-    if per_example is None:
-        return np.empty(0), np.empty(0), "no per-image table was given"
-    need = ["seed", "model", "attack", "eps", "index", "robust_correct"]
-    missing = [c for c in need if c not in per_example.columns]
-    if missing:
-        return np.empty(0), np.empty(0), f"the per-image table lacks column(s) {missing}"
-    rows = per_example[(per_example["attack"] == attack) & per_example["model"].isin([baseline, se_model])
-                       & per_example["eps"].isin(eps) & per_example["seed"].isin(seeds)]
-    if rows.empty:
-        return np.empty(0), np.empty(0), f"the per-image table has no {attack!r} rows for this pair"
-    _check_no_nan(rows, ["seed", "model", "eps", "index", "robust_correct"], "per_example")
-    flags = _check_flags(rows, "robust_correct", "per_example").astype(np.float64)
-    wide = rows.assign(_c=flags.to_numpy()).pivot_table(
-        index=["seed", "index"], columns=["model", "eps"], values="_c", aggfunc="mean")
-    cols = pd.MultiIndex.from_product([[baseline, se_model], eps])
-    images = wide.index.get_level_values("index")
-    per_seed = {s: set(images[wide.index.get_level_values("seed") == s]) for s in seeds}
-    if len({frozenset(v) for v in per_seed.values()}) != 1 or any(not v for v in per_seed.values()):
-        return np.empty(0), np.empty(0), "the seeds were not scored on the same images"
-    wide = wide.reindex(columns=cols)
-    if wide.isna().any().any():
-        return np.empty(0), np.empty(0), "some (seed, model, eps) cells have no per-image rows"
-    n, m = len(seeds), len(next(iter(per_seed.values())))
-    wide = wide.sort_index()
-    arr = wide.to_numpy().reshape(n, m, 2, len(eps))  # (seeds, images, model, eps)
-    return arr[:, :, 0, :], arr[:, :, 1, :], ""

@@ -3,9 +3,9 @@
 Within one seed, the baseline and its SE twin are scored on the *same* test examples, so their
 per-example correctness flags form a paired 2x2 table. Only the discordant examples (one model right,
 the other wrong) carry information about a difference (McNemar 1947). This is a finer view than the
-seed-level comparison of :mod:`serobust.stats`: it says whether one trained pair differs, not whether
+seed-level comparison of :mod:`serobust.stats.differences`: it says whether one trained pair differs, not whether
 SE twins differ from baselines in general (that is the verdict's question, answered across seeds and
-images by :func:`serobust.stats.crossed_mean_ci`).
+images by :func:`serobust.stats.intervals.crossed_mean_ci`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import pandas as pd
 from scipy import stats as sps
 from scipy.special import ndtri
 
-from .errors import InputError
-from .names import BASELINE
-from .stats import _check_confidence, _check_flags, _reject_duplicates, _require_columns
+from ..errors import InputError
+from ..names import BASELINE
+from .checks import check_confidence, check_flags, reject_duplicates, require_columns
 
 __all__ = ["EXACT_MCNEMAR_BELOW", "mcnemar", "pooled_mcnemar"]
 
@@ -130,7 +130,7 @@ def _check_mcnemar_options(exact: bool | None, confidence: float, ci_method: str
         raise InputError(f"exact must be True, False or None (automatic), got {exact!r}")
     if ci_method not in _PAIRED_CI_METHODS:
         raise InputError(f"ci_method must be one of {list(_PAIRED_CI_METHODS)}, got {ci_method!r}")
-    return _check_confidence(confidence)
+    return check_confidence(confidence)
 
 
 def mcnemar(
@@ -202,7 +202,7 @@ def pooled_mcnemar(
     (``scipy.stats.combine_pvalues(method="fisher")``) asks whether *any* seed's pair differs. It treats
     the seeds' p values as independent, which holds for the models' training randomness but not for the
     shared test set, so read the combined p as a screening number. The verdict's interval treats seeds and
-    the shared images as crossed random effects instead (:func:`serobust.stats.crossed_mean_ci`).
+    the shared images as crossed random effects instead (:func:`serobust.stats.intervals.crossed_mean_ci`).
 
     Args:
         per_example: long frame with columns ``seed``, ``model``, ``attack``, ``eps``, ``example`` (an
@@ -223,9 +223,9 @@ def pooled_mcnemar(
             or a cell whose two models were scored on different examples.
     """
     confidence = _check_mcnemar_options(exact, confidence, ci_method)
-    _require_columns(per_example, ["seed", "model", "attack", "eps", example, correct], "per_example")
-    _reject_duplicates(per_example, ["seed", "model", "attack", "eps", example], "per_example")
-    flags = _check_flags(per_example, correct, "per_example")
+    require_columns(per_example, ["seed", "model", "attack", "eps", example, correct], "per_example")
+    reject_duplicates(per_example, ["seed", "model", "attack", "eps", example], "per_example")
+    flags = check_flags(per_example, correct, "per_example")
     frame = per_example[["seed", "model", "attack", "eps", example]].assign(_correct=flags.to_numpy())
     models = list(pd.unique(frame["model"]))
     if baseline not in models:

@@ -1,4 +1,4 @@
-"""serobust.verdicts on synthetic studies: the rule, budgets, the crossed interval, Holm, power, the guard."""
+"""serobust.stats.verdict on synthetic studies: the rule, budgets, the crossed interval, Holm, power, the guard."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from scipy import stats as sps
 
 import serobust as sr
-from serobust import stats as S
-from serobust import verdicts as V
+from serobust.stats import differences, intervals
+from serobust.stats import verdict as V
+from serobust.stats.criterion import Criterion
 
 MECHANISM = ["global_state_stable", "gate_damps", "gate_absorbs", "gate_absorbs_beyond_noise", "excitation_stable"]
 
@@ -94,7 +95,7 @@ def _per_image_study(base_correct, se_correct, *, attack="aa", eps=0.2, clean=0.
 def test_verdict_supported_and_its_json_form():
     v = V.verdict(*_study())
     crit = _by_id(v)
-    assert isinstance(v, V.Verdict) and all(isinstance(c, V.Criterion) for c in v.criteria)
+    assert isinstance(v, V.Verdict) and all(isinstance(c, Criterion) for c in v.criteria)
     assert [c.id for c in v.criteria] == ["robustness", *MECHANISM, "gradient_masking"]
     assert all(c.outcome == "supported" for c in v.criteria), v.summary
     assert v.outcome == "supported" and v.summary.startswith("H1 is supported")
@@ -225,7 +226,7 @@ def test_per_image_interval_is_the_crossed_interval_and_covers_images():
     se = np.where(rng.random((3, 200)) < 0.8, base, rng.random((3, 200)) < 0.45)
     robust, per_example = _per_image_study(base, se, attack="pgd")
     rob = _by_id(V.verdict(robust, None, None, per_example=per_example, attack="pgd"))["robustness"]
-    ref = S.crossed_mean_ci(se.astype(float) - base.astype(float))
+    ref = intervals.crossed_mean_ci(se.astype(float) - base.astype(float))
     assert (rob.effect, rob.ci_low, rob.ci_high) == pytest.approx(
         (float(ref["mean"]), float(ref["ci_low"]), float(ref["ci_high"])))
     assert rob.effect == pytest.approx(np.mean(se.mean(1) - base.mean(1)))
@@ -312,7 +313,7 @@ def test_no_informative_budget_is_inconclusive_with_the_reason():
 
 
 def _crit(cid, *, outcome="inconclusive", p_sup=0.5, p_not=0.5, p_opp=0.9, counts=True):
-    return V.Criterion(cid, "robustness" if cid == "robustness" else "mechanism", cid, outcome,
+    return Criterion(cid, "robustness" if cid == "robustness" else "mechanism", cid, outcome,
                        p_supported=p_sup, p_not_supported=p_not, p_opposite=p_opp, counts=counts)
 
 
@@ -377,7 +378,7 @@ def test_detection_criterion_joins_the_declared_list_outside_h1():
             rows.append({"seed": seed, "features": features, "perturbation": perturbation, "eps": 0.1,
                          "auroc": auroc + 0.001 * seed})
     det = detection_criterion(pd.DataFrame(rows))
-    assert isinstance(det, V.Criterion) and det.counts is False and det.outcome == "not supported"
+    assert isinstance(det, Criterion) and det.counts is False and det.outcome == "not supported"
     v = V.verdict(*_study())
     v.criteria.append(det)
     V.decide_overall([v], alpha=0.05)
@@ -514,17 +515,17 @@ def test_verdict_input_errors():
     with pytest.raises(ValueError, match=r"floor must be a fraction of accuracy in \[0, 1\) or None"):
         V.verdict(robust, shift, diag, floor=2)
     with pytest.raises(ValueError, match="outcome must be one of"):
-        V.Criterion("x", "mechanism", "x", "maybe")
+        Criterion("x", "mechanism", "x", "maybe")
 
 
 def test_public_names_stay_functions_whatever_was_imported_first():
-    import serobust.paired_tests  # noqa: F401
-    import serobust.robust_accuracy  # noqa: F401
-    import serobust.verdicts  # noqa: F401
+    import serobust.stats.paired  # noqa: F401
+    import serobust.stats.robust_accuracy  # noqa: F401
+    import serobust.stats.verdict  # noqa: F401
 
     for name in ("verdict", "mcnemar", "pooled_mcnemar", "headline_table", "informative_budgets"):
         assert callable(getattr(sr, name)) and getattr(sr, name).__name__ == name
-    assert sr.verdict is V.verdict and sr.robust_accuracy_table is S.robust_accuracy_table
+    assert sr.verdict is V.verdict and sr.robust_accuracy_table is differences.robust_accuracy_table
 
 
 def test_headline_names_the_mechanism_criteria_that_decided_a_not_supported_verdict():

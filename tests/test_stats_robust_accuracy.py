@@ -1,4 +1,4 @@
-"""serobust.robust_accuracy: budget labels, informative budgets, and the headline table against pandas."""
+"""serobust.stats.robust_accuracy: budget labels, informative budgets, and the headline table against pandas."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 import serobust as sr
-from serobust import robust_accuracy as R
+from serobust.stats import robust_accuracy as R
 
 PGD = "pgd(random_start=True, steps=10)"
 MEMBERS = ("baseline", "se_r4", "se_r16")
