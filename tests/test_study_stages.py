@@ -167,7 +167,8 @@ def test_each_stage_declares_its_cost_and_the_estimate_sums_them():
         cfg = load_study_config(ROOT / "experiments" / f"{name}.toml")
         cost = estimate(cfg)
         assert cost.describe() == text
-        assert cost.passes == pytest.approx(sum(STAGES[s].passes(cfg, sizes(cfg)) * n for s, n in cost.by_stage.items()))
+        summed = sum(STAGES[s].passes(cfg, sizes(cfg)) * n for s, n in cost.by_stage.items())
+        assert cost.passes == pytest.approx(summed)
     cfg = load_study_config(ROOT / "experiments" / "mnist_at.toml")
     t = cfg.train
     assert t.adversarial == "pgd" and sizes(cfg) == Sizes(train=4_000, eval=200)

@@ -85,7 +85,8 @@ def _components(per_example: pd.DataFrame, label: str, names: list[str]) -> pd.D
 
 def cost(cfg: StudyConfig, sizes: Sizes) -> float:
     """AutoAttack on its subset at each of its budgets (the PGD check on the same images is small beside it)."""
-    return min(cfg.autoattack.size, sizes.eval) * len(cfg.autoattack.eps) * attack_passes(attack_table(cfg, "autoattack"))
+    aa = cfg.autoattack
+    return min(aa.size, sizes.eval) * len(aa.eps) * attack_passes(attack_table(cfg, "autoattack"))
 
 
 # version 2: PGD on the same images, and the per-image check against it

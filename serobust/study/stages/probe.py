@@ -97,7 +97,8 @@ def run(ctx, p: ProbeParams, inputs, folder):
 
 def cost(cfg: StudyConfig, sizes: Sizes) -> float:
     """The probe attack on its subset at each of its budgets, on the twin and on the baseline."""
-    return min(cfg.probe.size, sizes.eval) * len(cfg.probe.eps) * 2 * attack_passes(attack_table(cfg, cfg.probe.attack))
+    probe = cfg.probe
+    return min(probe.size, sizes.eval) * len(probe.eps) * 2 * attack_passes(attack_table(cfg, probe.attack))
 
 
 # version 2: absorb_ratio and the gate split in the shift table

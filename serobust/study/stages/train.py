@@ -70,7 +70,8 @@ def run(ctx, p: TrainParams, inputs, folder):
 def cost(cfg: StudyConfig, sizes: Sizes) -> float:
     """Every epoch over the training subset, each image attacked first when training is adversarial."""
     t = cfg.train
-    return float(t.epochs * sizes.train * (1 + (t.adv_steps if t.adversarial == "pgd" else 1 if t.adversarial else 0)))
+    attack = t.adv_steps if t.adversarial == "pgd" else 1 if t.adversarial else 0  # passes per image
+    return float(t.epochs * sizes.train * (1 + attack))
 
 
 STAGE = register_stage(Stage("train", TrainParams, plan, run, order=10, priority=0, makes_model=True,
