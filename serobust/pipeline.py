@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ __all__ = ["run_study", "plan"]
 log = logging.getLogger(__name__)
 
 
-def plan(cfg: StudyConfig, env: dict[str, Any]) -> list[Task]:
-    """Every task of the study, in the order a reader follows it (``env``: :func:`~serobust.study.plan.numerics`).
+def plan(cfg: StudyConfig, env: p.Numerics | Mapping[str, Any]) -> list[Task]:
+    """Every task of the study, in the order a reader follows it (``env``: :func:`~serobust.study.plan.numerics`,
+    or its fields as a mapping).
 
     For each seed, every per-seed stage in its ``order`` plans its tasks (a disabled stage plans none):
 
@@ -202,7 +204,7 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
           ctx: TaskContext, tasks: list[Task]) -> dict[str, Any]:
     train = next(t for t in tasks if t.stage in ("train", "load"))
     data = ctx.dataset(train.params.data)
-    x_eval, _ = ctx.eval_set({**train.params.data, "eval_size": cfg.data.eval_size})
+    x_eval, _ = ctx.eval_set(train.params.data.for_eval(cfg.data.eval_size))
     params: dict[str, Any] = {}
     pairs: list[dict[str, Any]] = []
     for t in tasks:
@@ -231,7 +233,7 @@ def _meta(cfg: StudyConfig, dev: torch.device, executor: Any, *, run_id: str, st
         "dataset": {"name": data.name, "train": len(data.train), "test": len(data.test), "eval": len(x_eval),
                     "num_classes": data.num_classes, "image_size": list(data.image_size)},
         "versions": _versions(), "git": _git(),
-        "device": {"type": dev.type, "name": name, "threads": p.numerics(cfg, dev.type)["threads"]},
+        "device": {"type": dev.type, "name": name, "threads": p.numerics(cfg, dev.type).threads},
         "executor": {"name": executor.name, "jobs": executor.slots}, "params": params,
         "numerics": numerics_record(dev, deterministic=cfg.execution.deterministic),
         "attacks": [{"label": s.label, "norm": s.norm, "budget": s.budget} for s in specs] + (

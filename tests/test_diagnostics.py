@@ -256,14 +256,14 @@ def test_autoattack_stage_writes_the_check_on_the_same_images(trained_digits_pai
     from types import SimpleNamespace
 
     from serobust.study.stages import STAGES
-    from serobust.study.stages.autoattack import AutoAttackParams
+    from serobust.study.stages.autoattack import AutoAttackBudgets, AutoAttackParams
 
     base, _ = trained_digits_pair
     x, y = data
     ctx = SimpleNamespace(eval_set=lambda d: (x, y), device=torch.device("cpu"),
                           dataset=lambda d: SimpleNamespace(num_classes=10))
     params = AutoAttackParams(member="baseline", seed=0, data={}, numerics={}, batch_size=64,
-                              autoattack={"eps": [0.1, 0.2], "size": 24},
+                              autoattack=AutoAttackBudgets(eps=(0.1, 0.2), size=24),
                               attack={"name": "autoattack", "apgd_steps": 5, "apgdt_steps": 3, "n_target_classes": 2,
                                       "fab_steps": 2, "square_queries": 10},
                               pgd={"name": "pgd", "steps": 5}, implementations={})

@@ -54,7 +54,7 @@ def test_thousand_threads_are_capped_by_the_cores_with_a_warning(caplog):
         assert executors.cap_threads(1000, cores=2) == 2
     assert "exceeds the 2 CPU cores" in caplog.text
     cfg = study_config_from_dict({"study": {"name": "t", "seeds": [0]}, "execution": {"threads": 1000}})
-    assert numerics(cfg, "cpu")["threads"] == available_cores()  # the key says what runs
+    assert numerics(cfg, "cpu").threads == available_cores()  # the key says what runs
 
 
 def test_gpu_shares_are_exact_multiples_of_rays_unit_so_no_slot_is_lost():

@@ -116,6 +116,11 @@ def plan(study, seed):
                           {"model": models[m]}, label=f"{m} s{seed}") for m in study.members}
 
 
+def cost(cfg, sizes):
+    """One forward pass per image (rough image passes of one task)."""
+    return float(min(cfg.section("margin").size, sizes.eval))
+
+
 def run(ctx, p, inputs, folder):
     x, y = head(ctx, p, p.size)
     with torch.no_grad():
@@ -126,7 +131,7 @@ def run(ctx, p, inputs, folder):
 
 
 STAGE = register_stage(Stage("margin", MarginParams, plan, run, order=90, priority=9,
-                             tables=(("margin", "margins"),), section=MarginSection))
+                             tables=(("margin", "margins"),), section=MarginSection, cost=cost))
 '''
 
 #: the new stage's config section (appended to CONFIG)
@@ -190,7 +195,7 @@ def extended(tmp_path_factory):
     (pkg / "attacks" / "fgsm2.py").write_text(textwrap.dedent(NEW_ATTACK))
     (pkg / "models" / "tinynet.py").write_text(textwrap.dedent(NEW_ARCH))
     (pkg / "study" / "stages" / "margin.py").write_text(textwrap.dedent(NEW_STAGE))
-    table = pkg / "shift_metrics.py"
+    table = pkg / "excitation" / "shift_metrics.py"
     text = table.read_text()
     anchor = "SHIFT_METRICS: dict[str, ShiftMetric] = {\n"
     assert text.count(anchor) == 1, "the SHIFT_METRICS table moved: update this test's anchor"
@@ -259,3 +264,32 @@ def test_the_new_stage_runs_and_its_table_reaches_the_report(extended):
     config = (root / "out" / "config.json").read_text()
     assert '"margin"' in config  # the section is recorded with the study's config
 
+
+
+#: run in the scratch copy: the estimates of the config with and without the new stage's section, and with
+#: the stage's cost removed
+COST_SCRIPT = """
+import dataclasses, json
+from serobust.config import load_study_config
+from serobust.study.cost import estimate
+from serobust.study.stages import STAGES
+ext, base = estimate(load_study_config("extended.toml")), estimate(load_study_config("unstaged.toml"))
+STAGES["margin"] = dataclasses.replace(STAGES["margin"], cost=None)
+free = estimate(load_study_config("extended.toml"))
+print(json.dumps({k: [c.tasks, c.by_stage, c.passes] for k, c in (("ext", ext), ("base", base), ("free", free))}))
+"""
+
+
+def test_the_new_stage_costs_what_it_declares_and_nothing_without_a_cost(extended):
+    import json
+
+    root, env = extended
+    done = _run(root, env, "check", "extended.toml")
+    assert done.returncode == 0 and "4 margin" in done.stderr  # serobust check counts its tasks
+    done = subprocess.run([sys.executable, "-c", COST_SCRIPT], cwd=root, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    (tasks, by_stage, passes), (base_tasks, base_by_stage, base_passes) = out["ext"], out["base"]
+    assert by_stage["margin"] == 2 * 2 and "margin" not in base_by_stage and tasks == base_tasks + 4
+    assert passes == pytest.approx(base_passes + 4 * 60)  # 4 tasks x 60 images, one pass each (its cost)
+    assert out["free"][1] == by_stage and out["free"][2] == pytest.approx(base_passes)  # no cost: 0

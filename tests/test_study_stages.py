@@ -93,3 +93,85 @@ def test_disabled_stages_plan_nothing_and_seeds_tag_each_stage():
     assert examples.stage == "examples" and examples.params.seed == 4
     assert {d.params.seed for d in examples.deps.values()} == {4}
     assert canonical(examples.record) == examples.record
+
+
+#: params fields that stay mappings: open option sets (an attack's table, a member's config table, the hub's
+#: image geometry) and the attack implementations; tuples of attack tables may hold mappings too
+OPEN = {"attack", "pgd", "source", "preprocess", "implementations"}
+TABLES = {"white_box", "black_box", "extra_attacks"}
+
+
+def _dicts(obj, path: str) -> list[str]:
+    """The paths of the plain dicts in ``obj`` (a params dataclass) outside :data:`OPEN` and :data:`TABLES`."""
+    out = []
+    for f in dataclasses.fields(obj):
+        value, where = getattr(obj, f.name), f"{path}.{f.name}"
+        if dataclasses.is_dataclass(value) and f.name != "train":  # TrainConfig: the trainer's own type
+            out += _dicts(value, where)
+        elif isinstance(value, dict) and f.name not in OPEN:
+            out.append(where)
+        elif isinstance(value, (tuple, list)) and f.name not in TABLES and any(isinstance(v, dict) for v in value):
+            out.append(where)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(KEYS))
+def test_params_are_typed_all_the_way_and_travel_to_workers(name):
+    """Every entry of every task's params is a frozen dataclass (no string-keyed dicts beyond option tables);
+    a pickled task (what the executors ship to worker processes and Ray) keeps its typed params and key, and
+    a task rebuilt from the unpickled params hashes to the same key."""
+    import pickle
+
+    from serobust.study.plan import DataParams, Numerics
+
+    tasks = plan(load_study_config(ROOT / "experiments" / f"{name}.toml"), ENV)
+    for t in tasks:
+        assert not _dicts(t.params, t.stage), f"{t}: plain dicts at {_dicts(t.params, t.stage)}"
+        assert isinstance(t.params.numerics, Numerics) and isinstance(t.params.data, DataParams)
+        back = pickle.loads(pickle.dumps(t))
+        assert type(back.params) is type(t.params) and back.params == t.params and back.key == t.key
+        rebuilt = Task(t.stage, back.params, back.deps, label=t.label, version=t.version)
+        assert rebuilt.key == t.key and rebuilt.record == t.record
+
+
+def test_a_section_field_a_stage_does_not_take_is_an_error_not_a_silent_key_miss():
+    from serobust.config import ProbeSection
+    from serobust.study.plan import options
+    from serobust.study.stages.probe import ProbeOptions
+
+    probe = options(ProbeOptions, ProbeSection(size=7), without=("enabled",))
+    assert probe == ProbeOptions(size=7, eps=(0.1, 0.2, 0.3), attack="pgd", controls=("sign_noise", "gaussian"),
+                                 per_channel=True)
+    with pytest.raises(TypeError, match=r"ProbeOptions lacks \['enabled'\].*without="):
+        options(ProbeOptions, ProbeSection())
+
+
+def test_each_stage_declares_its_cost_and_the_estimate_sums_them():
+    """The estimate is the sum over planned tasks of their stage's declared passes; a stage without a cost
+    counts 0; the shipped configs' estimates are the ones ``serobust check`` printed before the costs moved
+    into the stages; the train stage's cost is epochs x training images x (1 + attack steps)."""
+    from serobust.study.cost import estimate
+    from serobust.study.passes import Sizes, sizes
+
+    printed = {
+        "mnist": "34 tasks (6 train, 6 evaluate, 6 diagnostics, 6 transfer, 3 probe, 3 mechanism, 3 detect, "
+                 "1 examples), rough cost 3.4e+05 image passes",
+        "mnist_at": "40 tasks (6 train, 6 evaluate, 6 autoattack, 6 diagnostics, 6 transfer, 3 probe, 3 mechanism, "
+                    "3 detect, 1 examples), rough cost 1.9e+06 image passes",
+        "cifar10_resnet20_at": "156 tasks (20 train, 20 evaluate, 20 autoattack, 20 diagnostics, 30 transfer, "
+                               "15 probe, 15 mechanism, 15 detect, 1 examples), rough cost 4.3e+08 image passes",
+        "cifar10_pytorchcv_se": "30 tasks (6 load, 6 evaluate, 2 diagnostics, 6 transfer, 3 probe, 3 mechanism, "
+                                "3 detect, 1 examples), rough cost 4.2e+05 image passes",
+    }
+    for name, text in printed.items():
+        cfg = load_study_config(ROOT / "experiments" / f"{name}.toml")
+        cost = estimate(cfg)
+        assert cost.describe() == text
+        summed = sum(STAGES[s].passes(cfg, sizes(cfg)) * n for s, n in cost.by_stage.items())
+        assert cost.passes == pytest.approx(summed)
+    cfg = load_study_config(ROOT / "experiments" / "mnist_at.toml")
+    t = cfg.train
+    assert t.adversarial == "pgd" and sizes(cfg) == Sizes(train=4_000, eval=200)
+    assert STAGES["train"].passes(cfg, sizes(cfg)) == t.epochs * 4_000 * (1 + t.adv_steps)
+    assert STAGES["load"].cost is None and STAGES["load"].passes(cfg, sizes(cfg)) == 0.0
+    assert dataclasses.replace(STAGES["detect"], cost=None).passes(cfg, sizes(cfg)) == 0.0

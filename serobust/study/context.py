@@ -9,6 +9,7 @@ that runs ten tasks on one data set loads it once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -17,15 +18,19 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..errors import SerobustError
 from ..io import CheckpointError, load_checkpoint
+from .plan import DataParams, EvalData, PairData
 from .store import StudyStore
 from .tasks import Task
+
+if TYPE_CHECKING:
+    from .stages.train import ModelParams
 
 __all__ = ["WorkerEnv", "TaskContext", "run_task", "check_implementations", "AttackImplementationError"]
 
@@ -63,46 +68,48 @@ class TaskContext:
             return torch.device("cuda", torch.cuda.current_device())
         return dev
 
-    def dataset(self, data: Mapping[str, Any]):
+    def dataset(self, data: DataParams):
         """The :class:`~serobust.data.DatasetBundle` for ``data`` params, its train split subset as asked."""
         from ..data import load_dataset
 
-        source = {k: data[k] for k in ("name", "root", "path", "download", "train_size")}
+        source = {"name": data.name, "root": data.root, "path": data.path, "download": data.download,
+                  "train_size": data.train_size}
         extra = {}
-        if data["name"] == "imagenet":  # decoded at the pair's geometry: the subsets are drawn before decoding
-            extra = {"preprocess": data["preprocess"], "eval_size": data["eval_size"]}
+        if data.name == "imagenet":  # decoded at the pair's geometry: the subsets are drawn before decoding
+            if not isinstance(data, PairData):
+                raise ValueError("data.name = 'imagenet' is decoded at a given pair's geometry: list the pairs "
+                                 "in model.pairs")
+            extra = {"preprocess": data.preprocess, "eval_size": data.eval_size}
             source.update(extra)
         key = json.dumps(source, sort_keys=True)
         if key not in self._data:
-            bundle = load_dataset(data["name"], root=data["root"] or None, download=data["download"],
-                                  path=data["path"] or None, **extra,
-                                  **({"train_size": data["train_size"]} if extra else {}))
-            if data["train_size"]:
-                import dataclasses
-
-                bundle = dataclasses.replace(bundle, train=bundle.train.subset(data["train_size"], seed=0))
+            bundle = load_dataset(data.name, root=data.root or None, download=data.download,
+                                  path=data.path or None, **extra,
+                                  **({"train_size": data.train_size} if extra else {}))
+            if data.train_size:
+                bundle = dataclasses.replace(bundle, train=bundle.train.subset(data.train_size, seed=0))
             self._data[key] = bundle
         return self._data[key]
 
-    def eval_set(self, data: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    def eval_set(self, data: EvalData) -> tuple[torch.Tensor, torch.Tensor]:
         """The stratified test subset every attack and probe uses (``data.eval_size``; 0 = the whole split)."""
-        key = json.dumps({**data, "_eval": True}, sort_keys=True)
+        key = json.dumps({"data": repr(data), "_eval": True}, sort_keys=True)  # frozen: repr is its value
         if key not in self._data:
             test = self.dataset(data).test
-            subset = test.subset(data["eval_size"], seed=0) if data["eval_size"] else test
+            subset = test.subset(data.eval_size, seed=0) if data.eval_size else test
             self._data[key] = subset.tensors()
         return self._data[key]
 
-    def build_model(self, model: Mapping[str, Any], data: Mapping[str, Any], *, seed: int) -> nn.Module:
+    def build_model(self, model: ModelParams, data: DataParams, *, seed: int) -> nn.Module:
         """A fresh member as the train task specifies it; an SE twin shares its baseline's initial weights."""
         from ..models import build_model, build_pair
 
         bundle = self.dataset(data)
         kw = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, seed=seed,
-                  min_hidden=model["min_hidden"], mean=bundle.mean, std=bundle.std)
-        if model["se"]:
-            return build_pair(model["arch"], reduction=model["reduction"], **kw)[1]
-        return build_model(model["arch"], se=False, **kw)
+                  min_hidden=model.min_hidden, mean=bundle.mean, std=bundle.std)
+        if model.se:
+            return build_pair(model.arch, reduction=model.reduction, **kw)[1]
+        return build_model(model.arch, se=False, **kw)
 
     def load_member(self, p: Any) -> nn.Module:
         """A given member (a load task's params) on the CPU in eval mode, checked against the data set."""
@@ -234,7 +241,8 @@ def run_task(task: Task, env: WorkerEnv) -> float:
     stage = STAGES[task.stage]
     folder = ctx.store.task_dir(task)
     precision = contextlib.nullcontext() if stage.makes_model else fp32_scoring()
-    with _threads(task.record.get("numerics", {}).get("threads")), precision:
+    numerics = getattr(task.params, "numerics", None)
+    with _threads(numerics.threads if numerics is not None else None), precision:
         t0 = time.perf_counter()
         inputs = ctx.inputs(task)
         folder.mkdir(parents=True, exist_ok=True)

@@ -8,16 +8,27 @@ from typing import Any
 
 import pandas as pd
 
-from ..plan import attack_spec, attack_table, common, curve_attack, implementations
+from ...config import StudyConfig
+from ..passes import Sizes, attack_passes
+from ..plan import attack_spec, attack_table, common, curve_attack, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
 
 @dataclass(frozen=True)
-class AutoAttackParams(MemberParams):
-    """``autoattack``: its ``eps`` and subset ``size``; ``attack``: its table; ``pgd``: the curve attack's."""
+class AutoAttackBudgets:
+    """The ``[autoattack]`` entries a task reads: its budgets ``eps`` and the subset ``size`` it attacks
+    (the version enters through the attack's table)."""
 
-    autoattack: dict[str, Any]
+    eps: tuple[float, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class AutoAttackParams(MemberParams):
+    """``autoattack``: its budgets and subset; ``attack``: its table; ``pgd``: the curve attack's."""
+
+    autoattack: AutoAttackBudgets
     attack: dict[str, Any]
     pgd: dict[str, Any]
     implementations: dict[str, str]
@@ -29,7 +40,7 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     if not cfg.autoattack.enabled:
         return {}
     models = study.models(seed)
-    a = {"eps": cfg.autoattack.eps, "size": cfg.autoattack.size}
+    a = options(AutoAttackBudgets, cfg.autoattack, without=("enabled", "version"))
     curve = curve_attack(cfg)  # the per-image check: AutoAttack breaks every image PGD breaks
     return {m: STAGE.task(AutoAttackParams(**common(cfg, m, seed, study.env), autoattack=a,
                                            attack=attack_table(cfg, "autoattack"), pgd=curve,
@@ -45,9 +56,9 @@ def run(ctx, p: AutoAttackParams, inputs, folder):
     from ...diagnostics import per_image_not_weaker
 
     a = p.autoattack
-    x, y = head(ctx, p, a["size"])
+    x, y = head(ctx, p, a.size)
     spec, pgd = attack_spec(p.attack), attack_spec(p.pgd)
-    summary, per_example = evaluate(inputs["model"], (x, y), [spec, pgd], [0.0, *a["eps"]],
+    summary, per_example = evaluate(inputs["model"], (x, y), [spec, pgd], [0.0, *a.eps],
                                     batch_size=p.batch_size, device=ctx.device, per_example=True,
                                     seed=p.seed, progress=False, input_gradients=False)
     checks = per_image_not_weaker(per_example, strong=spec.label, reference=pgd.label,
@@ -72,7 +83,13 @@ def _components(per_example: pd.DataFrame, label: str, names: list[str]) -> pd.D
     return pd.DataFrame(rows)
 
 
+def cost(cfg: StudyConfig, sizes: Sizes) -> float:
+    """AutoAttack on its subset at each of its budgets (the PGD check on the same images is small beside it)."""
+    aa = cfg.autoattack
+    return min(aa.size, sizes.eval) * len(aa.eps) * attack_passes(attack_table(cfg, "autoattack"))
+
+
 # version 2: PGD on the same images, and the per-image check against it
-STAGE = register_stage(Stage("autoattack", AutoAttackParams, plan, run, order=25, version=2, priority=1,
+STAGE = register_stage(Stage("autoattack", AutoAttackParams, plan, run, order=25, version=2, priority=1, cost=cost,
                              tables=(("robust", "summary"), ("per_example", "per_example"),
                                      ("autoattack", "components"), ("diagnostics", "checks"))))

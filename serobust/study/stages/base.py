@@ -1,10 +1,12 @@
 """What a study stage is, and the registry the engine reads (see DESIGN.md, "Adding a stage").
 
 A stage is one module of :mod:`serobust.study.stages` that registers one :class:`Stage`: its typed parameter
-dataclass (frozen; ``dataclasses.asdict`` of it is what the task key hashes and the manifest records), how
-it plans its tasks from the config (``plan(study, seed)``, with :class:`Planning` holding what the earlier
-stages planned), how one task runs (``run(ctx, params, inputs, folder)``), its version, its priority for
-the executors and the study tables its outputs feed.
+dataclass (frozen, its entries frozen dataclasses too: :class:`~serobust.study.plan.DataParams`,
+:class:`~serobust.study.plan.Numerics`, the stage's own options; ``dataclasses.asdict`` of it is what the
+task key hashes and the manifest records), how it plans its tasks from the config (``plan(study, seed)``,
+with :class:`Planning` holding what the earlier stages planned), how one task runs
+(``run(ctx, params, inputs, folder)``), its version, its priority for the executors, the study tables its
+outputs feed and its rough cost (``cost(cfg, sizes)``, image passes per task; 0 when it declares none).
 
 A run function gets its typed params and its deps' outputs by role (a model for a train or load dep, the
 stored parts otherwise), and ``folder``, the task's own folder. It returns a dict of parts (pandas frames,
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ...config import StudyConfig, register_section
+from ..passes import Sizes
+from ..plan import EvalData, Numerics
 from ..plan import members as study_members
 from ..tasks import Task
 
@@ -47,6 +51,8 @@ class Stage:
         per_seed: planned once per seed (else once for the study, after every seed).
         section: the frozen dataclass of the config section ``[<name>]`` it reads, when the built-in config
             has none for it (read with ``study.cfg.section(name)``; unknown keys in it are errors).
+        cost: ``cost(cfg, sizes) -> float``: the rough image passes one of its tasks costs
+            (:mod:`serobust.study.passes`); ``None`` counts 0 (:func:`serobust.study.cost.estimate`).
     """
 
     name: str
@@ -60,6 +66,11 @@ class Stage:
     makes_model: bool = False
     per_seed: bool = True
     section: type | None = None
+    cost: Callable[[StudyConfig, Sizes], float] | None = None
+
+    def passes(self, cfg: StudyConfig, sizes: Sizes) -> float:
+        """The rough image passes of one of its tasks for ``cfg`` (0 when it declares no cost)."""
+        return float(self.cost(cfg, sizes)) if self.cost is not None else 0.0
 
     def task(self, params: Any, deps: Mapping[str, Task] | None = None, *, label: str = "") -> Task:
         """A task of this stage (``params`` an instance of :attr:`params`)."""
@@ -77,8 +88,8 @@ class MemberParams:
 
     member: str
     seed: int
-    data: dict[str, Any]
-    numerics: dict[str, Any]
+    data: EvalData
+    numerics: Numerics
     batch_size: int
 
 
@@ -112,9 +123,15 @@ class Planning:
     ``planned[(seed, stage)]`` is what that stage planned for that seed (``seed`` None: a study-wide stage)."""
 
     cfg: StudyConfig
-    env: dict[str, Any]
+    env: Numerics
     tasks: list[Task] = field(default_factory=list)
     planned: dict[tuple[int | None, str], dict[str, Task]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.env, Mapping):  # {"device": ..., "threads": ...}, as a caller may write it
+            self.env = Numerics(**self.env)
+        if not isinstance(self.env, Numerics):
+            raise TypeError(f"plan a study with the Numerics of serobust.study.plan.numerics, got {self.env!r}")
 
     @property
     def members(self) -> list[str]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
+from ...config import StudyConfig
 from ...names import BASELINE
-from ..plan import common, implementations
+from ..passes import Sizes
+from ..plan import common, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
@@ -19,11 +19,23 @@ FIT_SEED = 0
 
 
 @dataclass(frozen=True)
-class DetectParams(MemberParams):
-    """``detect``: the ``[detect]`` section but ``enabled``, ``margin`` and ``level`` (the verdict's thresholds
-    do not change the measurement)."""
+class DetectOptions:
+    """The ``[detect]`` section but ``enabled``, ``margin`` and ``level`` (the verdict's thresholds do not
+    change the measurement): ``size`` images scored, ``fit_size`` training images fitted, the budget ``eps``,
+    the adaptive attack's ``adaptive_steps`` and ``adaptive_weights``."""
 
-    detect: dict[str, Any]
+    size: int
+    fit_size: int
+    eps: float
+    adaptive_steps: int
+    adaptive_weights: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DetectParams(MemberParams):
+    """``detect``: :class:`DetectOptions`."""
+
+    detect: DetectOptions
     implementations: dict[str, str]
 
 
@@ -32,9 +44,7 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     cfg = study.cfg
     if not cfg.detect.enabled:
         return {}
-    d = dataclasses.asdict(cfg.detect)
-    for key in ("enabled", "margin", "level"):
-        d.pop(key)
+    d = options(DetectOptions, cfg.detect, without=("enabled", "margin", "level"))
     models = study.models(seed)
     return {t: STAGE.task(DetectParams(**common(cfg, t, seed, study.env), detect=d,
                                        implementations=implementations(internal=INTERNAL_ATTACKS)),
@@ -48,15 +58,21 @@ def run(ctx, p: DetectParams, inputs, folder):
     from ...detect import detection_analysis
 
     d = p.detect
-    fit = ctx.dataset(p.data).train.subset(d["fit_size"], seed=FIT_SEED)
+    fit = ctx.dataset(p.data).train.subset(d.fit_size, seed=FIT_SEED)
     x_fit, y_fit = fit.tensors()
-    x, y = head(ctx, p, d["size"])
-    frame = detection_analysis(inputs["model"], inputs["baseline"], x_fit, y_fit, x, y, eps=d["eps"],
-                               adaptive_steps=d["adaptive_steps"], adaptive_weight=list(d["adaptive_weights"]),
+    x, y = head(ctx, p, d.size)
+    frame = detection_analysis(inputs["model"], inputs["baseline"], x_fit, y_fit, x, y, eps=d.eps,
+                               adaptive_steps=d.adaptive_steps, adaptive_weight=list(d.adaptive_weights),
                                seed=p.seed, batch_size=p.batch_size)
     return {"detection": frame}
 
 
+def cost(cfg: StudyConfig, sizes: Sizes) -> float:
+    """The fit over its training images, then FGSM, PGD, the controls and the adaptive attack per image."""
+    d = cfg.detect
+    return d.fit_size + min(d.size, sizes.eval) * (12 + 2 * d.adaptive_steps)
+
+
 # version 2: the within-twin control, adaptive weights, no random start
-STAGE = register_stage(Stage("detect", DetectParams, plan, run, order=70, version=2, priority=4,
+STAGE = register_stage(Stage("detect", DetectParams, plan, run, order=70, version=2, priority=4, cost=cost,
                              tables=(("detection", "detection"),)))

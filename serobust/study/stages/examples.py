@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..plan import attack_spec, curve_attack, data_params, implementations
+from ...config import StudyConfig
+from ..passes import Sizes, attack_passes
+from ..plan import EvalData, Numerics, attack_spec, curve_attack, data_params, implementations
 from ..tasks import Task
 from .base import Planning, Stage, head, register_stage
 
@@ -25,8 +27,8 @@ class ExamplesParams:
     budget from the evaluations); ``members`` in the report's order."""
 
     seed: int
-    data: dict[str, Any]
-    numerics: dict[str, Any]
+    data: EvalData
+    numerics: Numerics
     n: int
     eps: float | str
     attack: dict[str, Any]
@@ -41,8 +43,9 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     first = cfg.study.seeds[0]
     models, evals = study.models(first), study.of("evaluate", first)
     curve = curve_attack(cfg)
-    params = ExamplesParams(first, data_params(cfg, first), study.env, cfg.report.examples, cfg.report.example_eps,
-                            curve, attack_spec(curve).label, list(models), implementations(curve))
+    params = ExamplesParams(seed=first, data=data_params(cfg, first), numerics=study.env, n=cfg.report.examples,
+                            eps=cfg.report.example_eps, attack=curve, curve=attack_spec(curve).label,
+                            members=list(models), implementations=implementations(curve))
     deps = {**models, **{f"eval:{m}": t for m, t in evals.items()}}
     return {"examples": STAGE.task(params, deps, label=f"s{first}")}
 
@@ -83,5 +86,10 @@ def run(ctx, p: ExamplesParams, inputs, folder):
     return out
 
 
+def cost(cfg: StudyConfig, sizes: Sizes) -> float:
+    """The curve attack on each shown image, once per member."""
+    return cfg.report.examples * (1 + len(cfg.model.reductions)) * attack_passes(curve_attack(cfg))
+
+
 STAGE = register_stage(Stage("examples", ExamplesParams, plan, run, order=80, version=2, priority=8,
-                             per_seed=False))
+                             per_seed=False, cost=cost))

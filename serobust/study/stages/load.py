@@ -8,15 +8,17 @@ from typing import Any
 import pandas as pd
 
 from ...names import BASELINE
-from ..plan import data_params
+from ..plan import EvalData, Numerics, data_params
 from ..tasks import Task
 from .base import Planning, Stage, register_stage
 
 
 @dataclass(frozen=True)
 class LoadParams:
-    """A member of given pair ``seed`` (the pair's index): its source, where its weights are, their digest
-    (a user's file: replacing it recomputes everything downstream), the data and the numerical environment."""
+    """A member of given pair ``seed`` (the pair's index): its source (the member's config table,
+    :meth:`serobust.hub.MemberSpec.to_dict`, read back with :func:`serobust.hub.parse_member`), where its
+    weights are, their digest (a user's file: replacing it recomputes everything downstream), the data (a
+    :class:`~serobust.study.plan.PairData`) and the numerical environment."""
 
     member: str
     seed: int
@@ -25,8 +27,8 @@ class LoadParams:
     weights_dir: str | None
     download: bool
     weights_sha256: str | None
-    data: dict[str, Any]
-    numerics: dict[str, Any]
+    data: EvalData
+    numerics: Numerics
 
 
 def plan(study: Planning, seed: int | None) -> dict[str, Task]:
@@ -46,8 +48,10 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
         spec = pair.baseline if member == BASELINE else pair.se
         user_file = bool(spec.weights) or spec.library == "torchscript"
         found = weights_file(spec, cfg.model.weights_dir)[0] if user_file else None
-        params = LoadParams(member, seed, pair.name, spec.to_dict(), cfg.model.weights_dir, cfg.model.download,
-                            _sha256(found) if found is not None else None, data_params(cfg, seed), study.env)
+        params = LoadParams(member=member, seed=seed, pair=pair.name, source=spec.to_dict(),
+                            weights_dir=cfg.model.weights_dir, download=cfg.model.download,
+                            weights_sha256=_sha256(found) if found is not None else None,
+                            data=data_params(cfg, seed), numerics=study.env)
         out[member] = STAGE.task(params, label=f"{member} {pair.name}")
     return out
 

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ..plan import attack_spec, common, curve_attack, implementations
+from ...config import StudyConfig
+from ..passes import Sizes, attack_passes
+from ..plan import attack_spec, common, curve_attack, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
 
 @dataclass(frozen=True)
-class MechanismParams(MemberParams):
-    """``mechanism``: the ``[mechanism]`` section but ``enabled``; ``attack``: the curve attack's table."""
+class MechanismOptions:
+    """The ``[mechanism]`` section but ``enabled``: ``size`` images at the budget ``eps``; the adaptive
+    attacks' ``steps`` and the ``weight`` of their excitation-shift term."""
 
-    mechanism: dict[str, Any]
+    size: int
+    eps: float
+    steps: int
+    weight: float
+
+
+@dataclass(frozen=True)
+class MechanismParams(MemberParams):
+    """``mechanism``: :class:`MechanismOptions`; ``attack``: the curve attack's table."""
+
+    mechanism: MechanismOptions
     attack: dict[str, Any]
     implementations: dict[str, str]
 
@@ -25,8 +37,7 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     cfg = study.cfg
     if not cfg.mechanism.enabled:
         return {}
-    m = dataclasses.asdict(cfg.mechanism)
-    m.pop("enabled")
+    m = options(MechanismOptions, cfg.mechanism, without=("enabled",))
     models, curve = study.models(seed), curve_attack(cfg)
     return {t: STAGE.task(MechanismParams(**common(cfg, t, seed, study.env), mechanism=m, attack=curve,
                                           implementations=implementations(curve)),
@@ -42,18 +53,23 @@ def run(ctx, p: MechanismParams, inputs, folder):
 
     m = p.mechanism
     model = inputs["model"]
-    xs, ys = head(ctx, p, m["size"])
+    xs, ys = head(ctx, p, m.size)
     # batches of at most attacks.batch_size (memory at ImageNet resolution); min() keeps the 256-image batches,
     # and so the results, of every study whose batch_size is >= 256
-    x_adv = generate(model, xs, ys, attack_spec(p.attack), m["eps"], seed=p.seed, batch_size=min(256, p.batch_size))
+    x_adv = generate(model, xs, ys, attack_spec(p.attack), m.eps, seed=p.seed, batch_size=min(256, p.batch_size))
     return {
         "interventions": interventions(model, xs, ys, x_adv, batch_size=p.batch_size),
-        "adaptive": adaptive_attacks(model, xs, ys, [m["eps"]], steps=m["steps"], weight=m["weight"],
+        "adaptive": adaptive_attacks(model, xs, ys, [m.eps], steps=m.steps, weight=m.weight,
                                      seed=p.seed, batch_size=p.batch_size),
         "profile_shift": profile_shift(model, xs, ys, x_adv, batch_size=p.batch_size),
     }
 
 
-STAGE = register_stage(Stage("mechanism", MechanismParams, plan, run, order=60, priority=6,
+def cost(cfg: StudyConfig, sizes: Sizes) -> float:
+    """The curve attack on its subset, then the interventions and the adaptive attacks' steps."""
+    return min(cfg.mechanism.size, sizes.eval) * (attack_passes(curve_attack(cfg)) + 3 * cfg.mechanism.steps)
+
+
+STAGE = register_stage(Stage("mechanism", MechanismParams, plan, run, order=60, priority=6, cost=cost,
                              tables=(("interventions", "interventions"), ("adaptive", "adaptive"),
                                      ("profile_shift", "profile_shift"))))

@@ -4,25 +4,37 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
+from ...config import StudyConfig
 from ...names import BASELINE
 from ...trainer import TrainConfig
-from ..plan import data_params
+from ..passes import Sizes
+from ..plan import DataParams, Numerics, data_params
 from ..tasks import Task
 from .base import Planning, Stage, register_stage
 
 
 @dataclass(frozen=True)
+class ModelParams:
+    """A member's architecture: ``arch``, with SE blocks of ``reduction`` (a twin) or without (the baseline),
+    and the SE bottleneck's floor ``min_hidden``."""
+
+    arch: str
+    se: bool
+    reduction: float | None
+    min_hidden: int
+
+
+@dataclass(frozen=True)
 class TrainParams:
-    """A member's architecture (``arch``, ``se``, ``reduction``, ``min_hidden``), its training config (which
-    holds the seed), its data and the numerical environment."""
+    """A member's architecture, its training config (which holds the seed), its data (the training subset)
+    and the numerical environment."""
 
     member: str
-    model: dict[str, Any]
+    model: ModelParams
     train: TrainConfig
-    data: dict[str, Any]
-    numerics: dict[str, Any]
+    data: DataParams
+    numerics: Numerics
 
     @property
     def seed(self) -> int:
@@ -37,10 +49,10 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     reductions = dict(zip(study.twins, cfg.model.reductions))
     out = {}
     for member in study.members:
-        model = {"arch": cfg.model.arch, "se": member != BASELINE, "reduction": reductions.get(member),
-                 "min_hidden": cfg.model.min_hidden}
-        params = TrainParams(member, model, dataclasses.replace(cfg.train, seed=seed),
-                             data_params(cfg, seed, eval_subset=False), study.env)
+        model = ModelParams(arch=cfg.model.arch, se=member != BASELINE, reduction=reductions.get(member),
+                            min_hidden=cfg.model.min_hidden)
+        params = TrainParams(member=member, model=model, train=dataclasses.replace(cfg.train, seed=seed),
+                             data=data_params(cfg, seed, eval_subset=False), numerics=study.env)
         out[member] = STAGE.task(params, label=f"{member} s{seed}")
     return out
 
@@ -55,5 +67,12 @@ def run(ctx, p: TrainParams, inputs, folder):
     return {"history": history}
 
 
+def cost(cfg: StudyConfig, sizes: Sizes) -> float:
+    """Every epoch over the training subset, each image attacked first when training is adversarial."""
+    t = cfg.train
+    attack = t.adv_steps if t.adversarial == "pgd" else 1 if t.adversarial else 0  # passes per image
+    return float(t.epochs * sizes.train * (1 + attack))
+
+
 STAGE = register_stage(Stage("train", TrainParams, plan, run, order=10, priority=0, makes_model=True,
-                             tables=(("history", "history"),)))
+                             tables=(("history", "history"),), cost=cost))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ...config import StudyConfig
 from ...names import BASELINE
+from ..passes import Sizes, attack_passes
 from ..plan import attack_spec, common, curve_attack, implementations
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
@@ -18,7 +20,7 @@ class TransferParams(MemberParams):
     source: str
     target: str
     attack: dict[str, Any]
-    eps: list[float]
+    eps: tuple[float, ...]
     size: int
     implementations: dict[str, str]
 
@@ -50,5 +52,11 @@ def run(ctx, p: TransferParams, inputs, folder):
     return {"transfer": frame}
 
 
-STAGE = register_stage(Stage("transfer", TransferParams, plan, run, order=40, priority=7,
+def cost(cfg: StudyConfig, sizes: Sizes) -> float:
+    """The curve attack on the black-box subset at each black-box budget (scoring the target is cheap)."""
+    a = cfg.attacks
+    return min(a.black_box_size, sizes.eval) * len(a.black_box_eps) * attack_passes(curve_attack(cfg))
+
+
+STAGE = register_stage(Stage("transfer", TransferParams, plan, run, order=40, priority=7, cost=cost,
                              tables=(("transfer", "transfer"),)))
