@@ -364,8 +364,15 @@ def test_bad_data_raises(base, digits_small):
 
 def test_probability_outputs_warn(base, digits_small):
     soft = nn.Sequential(base, nn.Softmax(dim=1))
-    with pytest.warns(UserWarning, match="probabilities"):
+    with pytest.warns(UserWarning, match="probabilities") as caught:
         evaluate(soft, digits_small, "fgsm", 0.1)
+    # every entry point warns at its caller's line (through the session), not inside serobust
+    x, y = digits_small
+    with pytest.warns(UserWarning, match="probabilities") as more:
+        generate(soft, x, y, "fgsm", 0.1)
+    with pytest.warns(UserWarning, match="the source model's outputs look like probabilities") as more_t:
+        evaluate_transfer(soft, base, digits_small, "fgsm", 0.1)
+    assert {w.filename for w in [*caught, *more, *more_t]} == {__file__}
 
 
 def test_evaluate_returns_one_result_type_whatever_the_flags(base, digits_small):
