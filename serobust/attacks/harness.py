@@ -21,7 +21,7 @@ convention): an attack that happens to fix a misclassified input does not count 
 Precision: with ``autocast=True`` (CUDA) the attacks *craft* under bf16 autocast, but every prediction
 that is counted (the clean pass, each adversarial prediction, a minimum-norm attack's "fooled" test, the
 transfer target's prediction) comes from a float32 forward with autocast and TF32 off
-(:meth:`Logits.score`, :func:`serobust.runtime.fp32_scoring`): the accuracies are fp32 numbers.
+(:meth:`~.session.Logits.score`, :func:`serobust.runtime.fp32_scoring`): the accuracies are fp32 numbers.
 
 On CUDA the per-batch loop never waits on the host: the RNG is forked once per call (each run starts
 from ``manual_seed``, a host-side operation; the CPU generator, cheap to copy, is saved and restored
