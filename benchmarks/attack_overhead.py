@@ -142,16 +142,16 @@ def main() -> None:
 
     variants: dict[str, Callable[[], float]] = {
         "evaluate": lambda: float(evaluate(model, (x, y), spec, eps_list, batch_size=args.batch_size,
-                                           progress=False)["robust_acc"].iloc[args.n_eps - 1]),
+                                           progress=False).summary["robust_acc"].iloc[args.n_eps - 1]),
         "evaluate(no grad diag)": lambda: float(evaluate(model, (x, y), spec, eps_list, batch_size=args.batch_size,
-                                                         progress=False, input_gradients=False)["robust_acc"].iloc[args.n_eps - 1]),
+                                                         progress=False, input_gradients=False).summary["robust_acc"].iloc[args.n_eps - 1]),
         "bare": lambda: _bare(model, x, y, eps=eps_list, batch=args.batch_size, device=device, with_grad=False),
         "bare+grad": lambda: _bare(model, x, y, eps=eps_list, batch=args.batch_size, device=device, with_grad=True),
     }
     if device.type == "cuda":
         variants["evaluate(autocast)"] = lambda: float(evaluate(
             model, (x, y), spec, eps_list, batch_size=args.batch_size, autocast=True,
-            progress=False)["robust_acc"].iloc[args.n_eps - 1])
+            progress=False).summary["robust_acc"].iloc[args.n_eps - 1])
 
     for fn in variants.values():  # warm-up (also cuDNN autotuning)
         _timed(fn, device)

@@ -59,8 +59,8 @@ def compare(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
     import serobust as sr
 
     t0 = time.perf_counter()
-    _, per = sr.evaluate(model, (x, y), sr.attack("autoattack"), [eps], per_example=True, seed=seed,
-                         batch_size=batch_size, device="cpu", progress=False)
+    per = sr.evaluate(model, (x, y), sr.attack("autoattack"), [eps], per_example=True, seed=seed,
+                      batch_size=batch_size, device="cpu", progress=False).per_example
     label = sr.attack("autoattack").label
     per = per[(per["attack"] == label) & (per["eps"] == eps)].sort_values("index")
     ours = torch.tensor(per["robust_correct"].to_numpy(bool).copy())

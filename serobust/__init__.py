@@ -6,7 +6,7 @@ The public API (everything a notebook needs)::
     data = sr.load_dataset("mnist5k")
     base, se = sr.build_pair("cnn", num_classes=10, in_channels=1, seed=0, mean=data.mean, std=data.std)
     base, hist = sr.train(base, data, sr.TrainConfig(epochs=6))
-    frame = sr.evaluate(base, data.test, ["fgsm", "pgd"], eps=[0, 0.05, 0.1, 0.2, 0.3])
+    frame = sr.evaluate(base, data.test, ["fgsm", "pgd"], eps=[0, 0.05, 0.1, 0.2, 0.3]).summary
 
 Names resolve lazily (PEP 562), so ``import serobust`` stays cheap and each module loads on first use.
 """

@@ -77,7 +77,7 @@ from .attacks import AttackSpec, attack, evaluate, evaluate_transfer
 from .attacks.base import as_specs
 from .attacks.batches import batches
 from .attacks.checks import probability_rows
-from .attacks.harness import attack_device
+from .attacks.session import attack_device
 from .eps import parse_eps, parse_eps_list
 from .names import WORST_CASE
 from .runtime import check_int, eval_mode
@@ -244,7 +244,8 @@ def masking_diagnostics(
     noise = attack("noise", n_samples=noise_samples)
     specs = [fgsm, *pgd_steps.values(), *pgd_restarts.values(), square, noise]
     common = dict(batch_size=batch_size, device=device, seed=seed, progress=progress)
-    summary, per_ex = evaluate(model, data, specs, [0.0, *eps_pos], per_example=True, **common)
+    result = evaluate(model, data, specs, [0.0, *eps_pos], per_example=True, **common)
+    summary, per_ex = result.summary, result.per_example
     big_summary = _large_eps_summary(model, data, big, steps[-1], n_classes=per_ex["label"].nunique(), common=common)
 
     audit = _Audit(per_ex, clean_label=fgsm.label, tol=tol)
@@ -290,7 +291,7 @@ def _large_eps_summary(
     specs = [attack("pgd", steps=steps), attack("pgd", steps=steps, random_start=False)]
     if n_classes >= 3:
         specs.append(attack("apgd_ce", steps=steps, loss="dlr"))
-    return evaluate(model, data, specs, big, **common)
+    return evaluate(model, data, specs, big, **common).summary
 
 
 def _check_not_stronger(audit: _Audit, white_box: dict[float, Any], runs: dict[str, tuple[str, AttackSpec]]) -> None:
@@ -305,7 +306,7 @@ def _check_transfer(
     *, common: dict[str, Any],
 ) -> None:
     """``transfer_not_stronger``: ``spec`` run on ``source`` and replayed on ``model`` never beats white-box."""
-    _, tr = evaluate_transfer(source, model, data, spec, list(white_box), per_example=True, **common)
+    tr = evaluate_transfer(source, model, data, spec, list(white_box), per_example=True, **common).per_example
     tr = tr.set_index(["eps", "index"])["transfer_robust_correct"].sort_index()
     audit.not_stronger("transfer_not_stronger", f"{spec.label} transferred from the source model",
                        {e: tr.loc[e] for e in white_box}, white_box)
@@ -416,10 +417,9 @@ def _check_extras(audit: _Audit, model: nn.Module, data: Any, extras: list[Attac
         refs = [] if norm == "Linf" else [attack("pgd_l2", steps=s) for s in steps] + [
             attack("pgd_l2", steps=steps[0], n_restarts=r) for r in restarts if r > 1]
         grid = list(linf_white_box) if norm == "Linf" else radii
-        summary, per_ex = evaluate(model, data, [*refs, *(s for s in specs if s not in refs)], grid,
-                                   per_example=True, **common)
-        summaries.append(summary)
-        robust = per_ex.set_index(["attack", "eps", "index"])["robust_correct"].sort_index()
+        result = evaluate(model, data, [*refs, *(s for s in specs if s not in refs)], grid, per_example=True, **common)
+        summaries.append(result.summary)
+        robust = result.per_example.set_index(["attack", "eps", "index"])["robust_correct"].sort_index()
         white_box = linf_white_box if norm == "Linf" else {
             e: audit.robust_to_all(robust, [r.label for r in refs], e) for e in grid}
         for spec in specs:

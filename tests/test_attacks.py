@@ -21,6 +21,7 @@ from serobust.attacks import (
     PER_EXAMPLE_COLUMNS,
     SUMMARY_COLUMNS,
     AttackSpec,
+    Evaluation,
     attack,
     evaluate,
     evaluate_transfer,
@@ -110,7 +111,7 @@ def test_pgd_without_random_start_equals_plain_pytorch(base, digits_small):
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
     assert not torch.equal(out, x)
     # and evaluate scored exactly those examples
-    _, examples = evaluate(base, (x, y), spec, eps, batch_size=len(x), return_examples=True)
+    examples = evaluate(base, (x, y), spec, eps, batch_size=len(x), return_examples=True).examples
     torch.testing.assert_close(examples[(spec.label, eps)], ref, rtol=0, atol=1e-6)
 
 
@@ -153,8 +154,9 @@ def test_invariants(key, model_and_data):
     flags = [p.requires_grad for p in params]
     buffers = {k: v.clone() for k, v in model.state_dict().items()}
     try:
-        summary, per_ex, examples = evaluate(model, (x, y), spec, [0, eps], batch_size=32, per_example=True,
-                                             return_examples=True, progress=False)
+        result = evaluate(model, (x, y), spec, [0, eps], batch_size=32, per_example=True, return_examples=True,
+                          progress=False)
+        summary, per_ex, examples = result.summary, result.per_example, result.examples
         assert [m.training for m in model.modules()] == modes
         assert [p.requires_grad for p in params] == flags
         for p, g in zip(params, grads):
@@ -204,25 +206,26 @@ def test_invariants(key, model_and_data):
 @pytest.mark.parametrize("key", ["pgd", "square", "apgd_ce", "noise"])
 def test_reproducible_with_seed(key, base, digits_small):
     spec = CHEAP[key]
-    a, ex_a = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
-    b, ex_b = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
-    pd.testing.assert_frame_equal(a, b)
+    a = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
+    b = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
+    pd.testing.assert_frame_equal(a.summary, b.summary)
+    ex_a, ex_b = a.examples, b.examples
     assert torch.equal(ex_a[(spec.label, 0.1)], ex_b[(spec.label, 0.1)])
     if key in ("pgd", "noise"):  # random starts: another seed gives other examples
-        _, ex_c = evaluate(base, digits_small, spec, 0.1, seed=4, return_examples=True)
+        ex_c = evaluate(base, digits_small, spec, 0.1, seed=4, return_examples=True).examples
         assert not torch.equal(ex_a[(spec.label, 0.1)], ex_c[(spec.label, 0.1)])
 
 
 def test_result_does_not_depend_on_other_attacks_in_the_call(base, digits_small):
-    alone = evaluate(base, digits_small, "pgd", [0.05, 0.1])
-    together = evaluate(base, digits_small, ["fgsm", "pgd"], [0.05, 0.1])
+    alone = evaluate(base, digits_small, "pgd", [0.05, 0.1]).summary
+    together = evaluate(base, digits_small, ["fgsm", "pgd"], [0.05, 0.1]).summary
     pd.testing.assert_frame_equal(alone.iloc[:2].reset_index(drop=True),
                                   together[together["attack"] == "pgd"].reset_index(drop=True))
 
 
 def test_generate_reproduces_evaluate_examples(base, digits_small):
     x, y = digits_small
-    _, examples = evaluate(base, (x, y), "pgd", 0.1, batch_size=40, seed=5, return_examples=True)
+    examples = evaluate(base, (x, y), "pgd", 0.1, batch_size=40, seed=5, return_examples=True).examples
     out = generate(base, x, y, "pgd", 0.1, batch_size=40, seed=5)
     assert torch.equal(out, examples[("pgd", 0.1)])
 
@@ -235,7 +238,8 @@ def test_generate_eps_zero_returns_a_copy(base, digits_small):
 
 def test_worst_case_is_every_attack_failing(base, digits_small):
     specs = ["fgsm", CHEAP["pgd"], CHEAP["noise"]]
-    summary, per_ex = evaluate(base, digits_small, specs, [0.05, 0.15], per_example=True)
+    result = evaluate(base, digits_small, specs, [0.05, 0.15], per_example=True)
+    summary, per_ex = result.summary, result.per_example
     for e in (0.05, 0.15):
         at = per_ex[per_ex["eps"] == e]
         flags = [at[at["attack"] == lab].sort_values("index")["robust_correct"].to_numpy()
@@ -255,8 +259,8 @@ def test_input_types_give_the_same_numbers(base, digits_small):
     ds = TensorDataset(x, y)
     for data in (ds, DataLoader(ds, batch_size=7, shuffle=False)):
         got = evaluate(base, data, spec, [0.05, 0.1], **kw)
-        pd.testing.assert_frame_equal(got[0], ref[0])
-        pd.testing.assert_frame_equal(got[1], ref[1])
+        pd.testing.assert_frame_equal(got.summary, ref.summary)
+        pd.testing.assert_frame_equal(got.per_example, ref.per_example)
 
 
 def test_shuffling_loader_warns_when_indices_matter(base, digits_small):
@@ -268,7 +272,7 @@ def test_shuffling_loader_warns_when_indices_matter(base, digits_small):
 def test_pgd_accuracy_falls_with_eps_to_zero(base, digits_xy):
     _, (x, y) = digits_xy
     eps = [0, 0.05, 0.1, 0.2, 0.3]
-    summary = evaluate(base, (x[:200], y[:200]), attack("pgd", steps=10), eps)
+    summary = evaluate(base, (x[:200], y[:200]), attack("pgd", steps=10), eps).summary
     acc = summary[summary["attack"] != "worst_case"]["robust_acc"].to_numpy()
     assert acc[0] > 0.9
     assert np.all(np.diff(acc) <= 0)
@@ -277,10 +281,10 @@ def test_pgd_accuracy_falls_with_eps_to_zero(base, digits_xy):
 
 
 def test_eps_strings_and_l2_radius(base, digits_small):
-    summary = evaluate(base, digits_small, ["fgsm"], ["8/255"])
+    summary = evaluate(base, digits_small, ["fgsm"], ["8/255"]).summary
     assert summary["eps"].iloc[0] == pytest.approx(8 / 255)
     # an L2 radius may exceed 1 (up to sqrt(C*H*W) = 8 for 1x8x8)
-    summary = evaluate(base, digits_small, CHEAP["pgd_l2"], [1.5])
+    summary = evaluate(base, digits_small, CHEAP["pgd_l2"], [1.5]).summary
     assert summary["l2_mean"].iloc[0] <= 1.5 + 1e-5 and summary["norm"].iloc[0] == "L2"
     with pytest.raises(ValueError, match="diameter"):
         evaluate(base, digits_small, CHEAP["pgd_l2"], [9.0])
@@ -338,7 +342,7 @@ def test_duplicate_attacks_raise(base, digits_small):
 def test_autoattack_standard_budget_reported(base, digits_small):
     # few examples so that the full standard budget runs quickly; the budget column says what ran
     x, y = digits_small
-    summary = evaluate(base, (x[:4], y[:4]), "autoattack", [0, 0.3])
+    summary = evaluate(base, (x[:4], y[:4]), "autoattack", [0, 0.3]).summary
     row = summary.iloc[1]
     assert row["budget"].startswith("standard (APGD-CE 100 steps, APGD-T 100 steps x 9 targets")
     assert row["robust_acc"] == 0.0
@@ -360,13 +364,37 @@ def test_bad_data_raises(base, digits_small):
 
 def test_probability_outputs_warn(base, digits_small):
     soft = nn.Sequential(base, nn.Softmax(dim=1))
-    with pytest.warns(UserWarning, match="probabilities"):
+    with pytest.warns(UserWarning, match="probabilities") as caught:
         evaluate(soft, digits_small, "fgsm", 0.1)
+    # every entry point warns at its caller's line (through the session), not inside serobust
+    x, y = digits_small
+    with pytest.warns(UserWarning, match="probabilities") as more:
+        generate(soft, x, y, "fgsm", 0.1)
+    with pytest.warns(UserWarning, match="the source model's outputs look like probabilities") as more_t:
+        evaluate_transfer(soft, base, digits_small, "fgsm", 0.1)
+    assert {w.filename for w in [*caught, *more, *more_t]} == {__file__}
+
+
+def test_evaluate_returns_one_result_type_whatever_the_flags(base, digits_small):
+    x, y = digits_small[0][:40], digits_small[1][:40]
+    plain = evaluate(base, (x, y), "fgsm", [0, 0.1], batch_size=16)
+    full = evaluate(base, (x, y), "fgsm", [0, 0.1], batch_size=16, per_example=True, return_examples=True)
+    assert type(plain) is type(full) is Evaluation
+    assert plain.per_example is None and plain.examples is None  # not asked for
+    pd.testing.assert_frame_equal(plain.summary, full.summary)  # the flags change what is kept, not the numbers
+    assert list(full.per_example.columns) == PER_EXAMPLE_COLUMNS and len(full.per_example) == 2 * 2 * len(x)  # (fgsm, worst_case) x 2 eps
+    assert set(full.examples) == {("fgsm", 0.0), ("fgsm", 0.1), ("worst_case", 0.0), ("worst_case", 0.1)}
+    # not a frame and not a tuple: the old spellings fail loudly, naming the fix
+    with pytest.raises(TypeError, match=r"\.summary"):
+        summary, per_ex = full
+    with pytest.raises(TypeError, match=r"\.summary"):
+        plain["robust_acc"]
+    assert repr(full) == f"Evaluation(summary: 4 rows, per_example: {4 * len(x)} rows, examples: 4 tensors)"
 
 
 def test_autocast_on_cpu_is_ignored_with_a_note(base, digits_small):
-    plain = evaluate(base, digits_small, CHEAP["pgd"], 0.1)
-    cast = evaluate(base, digits_small, CHEAP["pgd"], 0.1, autocast=True)
+    plain = evaluate(base, digits_small, CHEAP["pgd"], 0.1).summary
+    cast = evaluate(base, digits_small, CHEAP["pgd"], 0.1, autocast=True).summary
     assert cast["notes"].str.contains("autocast ignored").all()
     pd.testing.assert_frame_equal(plain.drop(columns="notes"), cast.drop(columns="notes"))
 
@@ -382,9 +410,11 @@ def test_transfer_matches_independent_runs(trained_digits_pair, digits_small):
     base, se = trained_digits_pair
     x, y = digits_small
     spec = CHEAP["pgd"]
-    summary, per_ex = evaluate_transfer(base, se, (x, y), spec, [0, 0.1], batch_size=40, per_example=True)
-    src = evaluate(base, (x, y), spec, [0, 0.1], batch_size=40)
-    tgt = evaluate(se, (x, y), spec, [0, 0.1], batch_size=40)
+    result = evaluate_transfer(base, se, (x, y), spec, [0, 0.1], batch_size=40, per_example=True)
+    summary, per_ex = result.summary, result.per_example
+    assert result.examples is None  # a transfer keeps no examples
+    src = evaluate(base, (x, y), spec, [0, 0.1], batch_size=40).summary
+    tgt = evaluate(se, (x, y), spec, [0, 0.1], batch_size=40).summary
     assert summary["source_robust_acc"].tolist() == src["robust_acc"].iloc[:2].tolist()
     assert summary["target_whitebox_robust_acc"].tolist() == tgt["robust_acc"].iloc[:2].tolist()
     x_adv = generate(base, x, y, spec, 0.1, batch_size=40)
@@ -409,7 +439,7 @@ def test_model_without_parameters_works(digits_small):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        summary = evaluate(Fixed(), (x, y), CHEAP["pgd"], 0.1)
+        summary = evaluate(Fixed(), (x, y), CHEAP["pgd"], 0.1).summary
     assert math.isfinite(summary["robust_acc"].iloc[0])
 
 
@@ -446,8 +476,8 @@ def test_restarts_keep_the_first_success_else_the_highest_loss():
 
 def test_input_gradient_diagnostics_can_be_skipped(base, digits_small):
     spec = attack("pgd", steps=3)
-    with_grad = evaluate(base, digits_small, spec, [0.0, 0.1], progress=False)
-    without = evaluate(base, digits_small, spec, [0.0, 0.1], progress=False, input_gradients=False)
+    with_grad = evaluate(base, digits_small, spec, [0.0, 0.1], progress=False).summary
+    without = evaluate(base, digits_small, spec, [0.0, 0.1], progress=False, input_gradients=False).summary
     pd.testing.assert_series_equal(with_grad["robust_acc"], without["robust_acc"])
     assert without["grad_norm"].isna().all() and without["zero_grad_frac"].isna().all()
     assert (with_grad["grad_norm"] > 0).all()
@@ -462,8 +492,9 @@ def test_every_registered_attack_is_reproducible_and_generate_matches(name, base
     x, y = digits_small[0][:40], digits_small[1][:40]
     spec = CHEAP[name]
     eps = EPS[spec.norm]
-    _, per_ex, ex_a = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, per_example=True, return_examples=True)
-    _, ex_b = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, return_examples=True)
+    result = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, per_example=True, return_examples=True)
+    per_ex, ex_a = result.per_example, result.examples
+    ex_b = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, return_examples=True).examples
     x_adv = ex_a[(spec.label, eps)]
     assert torch.equal(x_adv, ex_b[(spec.label, eps)])  # deterministic for a seed
     assert torch.equal(generate(base, x, y, spec, eps, batch_size=16, seed=7), x_adv)
@@ -483,8 +514,8 @@ def test_cw_is_scored_within_eps(base, digits_small):
     x, y = digits_small[0][:48], digits_small[1][:48]
     spec = attack("cw", steps=30, c=5.0, lr=0.05)
     radii = [0.25, 0.75, 1.5]
-    summary, per_ex, examples = evaluate(base, (x, y), spec, [0, *radii], batch_size=len(x), per_example=True,
-                                         return_examples=True)
+    result = evaluate(base, (x, y), spec, [0, *radii], batch_size=len(x), per_example=True, return_examples=True)
+    summary, per_ex, examples = result.summary, result.per_example, result.examples
     # independent: the unbounded CW examples, their L2 norms and whether they fool, compared with eps by hand
     raw = _CW(base, c=5.0, kappa=0.0, steps=30, lr=0.05)(x, y)
     with torch.no_grad():
@@ -516,9 +547,9 @@ def test_transfer_of_a_minimum_norm_attack_matches_independent_runs(trained_digi
     base, se = trained_digits_pair
     x, y = digits_small[0][:40], digits_small[1][:40]
     spec, radii = CHEAP["cw"], [0, 0.5, 1.5]
-    summary = evaluate_transfer(base, se, (x, y), spec, radii, batch_size=20)
-    src = evaluate(base, (x, y), spec, radii, batch_size=20)
-    tgt = evaluate(se, (x, y), spec, radii, batch_size=20)
+    summary = evaluate_transfer(base, se, (x, y), spec, radii, batch_size=20).summary
+    src = evaluate(base, (x, y), spec, radii, batch_size=20).summary
+    tgt = evaluate(se, (x, y), spec, radii, batch_size=20).summary
     assert summary["source_robust_acc"].tolist() == src["robust_acc"].iloc[:3].tolist()
     assert summary["target_whitebox_robust_acc"].tolist() == tgt["robust_acc"].iloc[:3].tolist()
     x_adv = generate(base, x, y, spec, 1.5, batch_size=20)
@@ -535,7 +566,8 @@ def test_cw_can_move_pixels_at_zero(digits_small):
     x, y = torch.zeros(4, 1, 4, 4), torch.zeros(4, dtype=torch.long)
     model = _Brightness()
     assert torch.equal(torchattacks.CW(model, c=5.0, steps=40, lr=0.5)(x, y), x)
-    summary, per_ex = evaluate(model, (x, y), attack("cw", steps=40, c=5.0, lr=0.5), [0.1, 3.0], per_example=True)
+    result = evaluate(model, (x, y), attack("cw", steps=40, c=5.0, lr=0.5), [0.1, 3.0], per_example=True)
+    summary, per_ex = result.summary, result.per_example
     assert summary["robust_acc"].tolist()[:2] == [1.0, 0.0]  # fooled, with an L2 norm between 0.1 and 3
     assert ((per_ex["l2"] > 0.1) == (per_ex["eps"] == 3.0)).all()
 

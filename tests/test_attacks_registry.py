@@ -94,7 +94,8 @@ def test_a_runtime_attack_works_by_name_everywhere(registered, base, small):
     # independent computation: torchattacks' PGD without random start, alpha = eps / steps, is the same attack
     eps = 0.1
     ref = torchattacks.PGD(base, eps=eps, alpha=eps / 3, steps=3, random_start=False)(x, y)
-    summary, examples = evaluate(base, (x, y), ["fgsm", spec], [0, eps], batch_size=len(x), return_examples=True)
+    result = evaluate(base, (x, y), ["fgsm", spec], [0, eps], batch_size=len(x), return_examples=True)
+    summary, examples = result.summary, result.examples
     torch.testing.assert_close(examples[(spec.label, eps)], ref, rtol=0, atol=1e-6)
     torch.testing.assert_close(generate(base, x, y, "fgsm2", eps, batch_size=len(x)),
                                torchattacks.PGD(base, eps=eps, alpha=eps / 2, steps=2, random_start=False)(x, y),
@@ -177,7 +178,8 @@ def test_fixing_a_misclassified_input_does_not_count_as_robust(registered, base,
     x, y = small
     wrong = y.clone()
     wrong[::2] = (y[::2] + 1) % 10  # half the labels wrong: clean-misclassified examples
-    summary, per_ex = evaluate(base, (x, wrong), "helpful", 0.3, per_example=True)
+    result = evaluate(base, (x, wrong), "helpful", 0.3, per_example=True)
+    summary, per_ex = result.summary, result.per_example
     rows = per_ex[per_ex["attack"] == "helpful"]
     fixed = ~rows["clean_correct"] & (rows["adv_pred"] == rows["label"])
     assert fixed.sum() > 0  # the perturbation did fix some inputs, so the assertion below has teeth
@@ -214,7 +216,7 @@ from torch import nn
 torch.manual_seed(0)
 model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
 x, y = torch.rand(20, 1, 4, 4), torch.randint(0, 3, (20,))
-summary = evaluate(model, (x, y), ["half_sign", attack("half_sign", fraction=1.0)], 0.2, batch_size=8)
+summary = evaluate(model, (x, y), ["half_sign", attack("half_sign", fraction=1.0)], 0.2, batch_size=8).summary
 print(json.dumps({"file": serobust.__file__, "attacks": list(serobust.ATTACKS),
                   "linf_max": summary["linf_max"].tolist(), "budget": summary["budget"].tolist()}))
 '''

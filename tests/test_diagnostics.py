@@ -99,7 +99,7 @@ def test_values_are_the_evaluated_numbers(standard_result, trained_digits_pair, 
     frame, _ = standard_result
     values = frame.set_index("check")["values"]
     # recomputed independently: the same PGD run through evaluate() directly
-    direct = evaluate(trained_digits_pair[0], data, attack("pgd", steps=20), [0, *EPS])
+    direct = evaluate(trained_digits_pair[0], data, attack("pgd", steps=20), [0, *EPS]).summary
     expected = direct[direct["attack"] != "worst_case"]["robust_acc"].round(6).tolist()
     assert values["accuracy_decreases_with_eps"]["robust_acc"] == expected
     table = values["more_steps_do_not_help_model"]["robust_acc"]
@@ -190,7 +190,7 @@ def test_extra_attacks_join_the_audit(uniform_start, trained_digits_pair, data):
     assert cw_values["eps"] == [0.5, 1.5]
     # recomputed: examples CW fools that no pgd_l2 run (3 and 6 steps, 2 restarts at 3 steps) fools
     refs = [attack("pgd_l2", steps=3), attack("pgd_l2", steps=6), attack("pgd_l2", steps=3, n_restarts=2)]
-    _, per_ex = evaluate(base, (x, y), [*refs, cw], [0.5, 1.5], per_example=True, batch_size=32)
+    per_ex = evaluate(base, (x, y), [*refs, cw], [0.5, 1.5], per_example=True, batch_size=32).per_example
     for e, got in zip([0.5, 1.5], cw_values["fraction_beyond_pgd"]):
         at = per_ex[per_ex["eps"] == e]
         flags = {lab: at[at["attack"] == lab].sort_values("index")["robust_correct"].to_numpy()
@@ -274,7 +274,7 @@ def test_autoattack_stage_writes_the_check_on_the_same_images(trained_digits_pai
     assert row["check"] == "autoattack_not_weaker_than_pgd" and row["values"]["eps"] == [0.1, 0.2]
     assert row["values"]["n"] == [24, 24]
     # independently: AutoAttack's and PGD's per-image results on these 40 images
-    _, per = evaluate(base, (x[:24], y[:24]), [attack("pgd", steps=5)], [0.1, 0.2], per_example=True, seed=0)
+    per = evaluate(base, (x[:24], y[:24]), [attack("pgd", steps=5)], [0.1, 0.2], per_example=True, seed=0).per_example
     pgd_fooled = per[per["attack"] == attack("pgd", steps=5).label].groupby("eps").apply(
         lambda f: int((f["clean_correct"] & ~f["robust_correct"]).sum()), include_groups=False)
     aa = out["per_example"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from serobust.attacks import attack, evaluate, evaluate_transfer, harness
+from serobust.attacks import attack, evaluate, evaluate_transfer, session
 
 
 class NearlyTied(nn.Module):
@@ -33,7 +33,7 @@ class NearlyTied(nn.Module):
 
 @pytest.fixture
 def cpu_bf16(monkeypatch):
-    monkeypatch.setattr(harness, "AUTOCAST_DEVICES", ("cuda", "cpu"))
+    monkeypatch.setattr(session, "AUTOCAST_DEVICES", ("cuda", "cpu"))
 
 
 def _data(model):
@@ -58,8 +58,9 @@ def test_evaluate_scores_clean_and_adversarial_predictions_in_float32(cpu_bf16):
     x, y = _data(model)
     model.dtypes.clear()
     attacks = [attack("fgsm"), attack("pgd", steps=2)]
-    frame, per_example, examples = evaluate(model, (x, y), attacks, [0, 0.05], autocast=True, per_example=True,
-                                            return_examples=True, batch_size=50)
+    result = evaluate(model, (x, y), attacks, [0, 0.05], autocast=True, per_example=True, return_examples=True,
+                      batch_size=50)
+    frame, per_example, examples = result.summary, result.per_example, result.examples
     assert torch.bfloat16 in model.dtypes and torch.float32 in model.dtypes  # crafted in bf16, scored in fp32
     assert frame["notes"].str.contains("bf16 autocast").all()
     clean = _fp32_predictions(model, x) == y
@@ -77,7 +78,7 @@ def test_evaluate_scores_clean_and_adversarial_predictions_in_float32(cpu_bf16):
 def test_transfer_scores_in_float32(cpu_bf16):
     source, target = NearlyTied(0).eval(), NearlyTied(1).eval()
     x, y = _data(source)
-    frame = evaluate_transfer(source, target, (x, y), attack("fgsm"), [0, 0.05], autocast=True, batch_size=50)
+    frame = evaluate_transfer(source, target, (x, y), attack("fgsm"), [0, 0.05], autocast=True, batch_size=50).summary
     assert frame["source_clean_acc"].iloc[0] == pytest.approx((_fp32_predictions(source, x) == y).sum().item() / len(y), abs=1e-12)
     assert frame["target_clean_acc"].iloc[0] == pytest.approx((_fp32_predictions(target, x) == y).sum().item() / len(y), abs=1e-12)
 
@@ -86,6 +87,6 @@ def test_without_the_patch_cpu_autocast_is_ignored_and_said():
     model = NearlyTied().eval()
     x, y = _data(model)
     model.dtypes.clear()
-    frame = evaluate(model, (x, y), attack("fgsm"), 0.05, autocast=True)
+    frame = evaluate(model, (x, y), attack("fgsm"), 0.05, autocast=True).summary
     assert frame["notes"].str.contains("autocast ignored").all()
     assert torch.bfloat16 not in model.dtypes

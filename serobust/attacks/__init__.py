@@ -3,9 +3,10 @@
 Three entry points, all taking any ``nn.Module`` classifier that maps [0, 1] images to logits:
 
 * :func:`generate` -> adversarial examples for one attack at one budget (what probes and metrics use);
-* :func:`evaluate` -> one row per (attack, eps) plus a ``worst_case`` row per eps, optionally one row per
-  (example, attack, eps) so that later statistics can pair examples across models;
-* :func:`evaluate_transfer` -> examples crafted on one model, scored on another.
+* :func:`evaluate` -> an :class:`Evaluation`: ``summary``, one row per (attack, eps) plus a ``worst_case``
+  row per eps; optionally ``per_example``, one row per (example, attack, eps) so that later statistics can
+  pair examples across models, and ``examples``, the adversarial images;
+* :func:`evaluate_transfer` -> examples crafted on one model, scored on another (an :class:`Evaluation` too).
 
 Attacks are named (``"pgd"``) or built with options (``attack("pgd", steps=50, n_restarts=5)``); options
 keep torchattacks' names. Wherever an attack is asked for, a name or an :class:`AttackSpec` will do.
@@ -16,9 +17,11 @@ The package, one idea per module:
   :class:`AttackSpec`, :func:`attack`, the option rules;
 * one module per attack family: ``fgsm``, ``pgd``, ``pgd_l2``, ``apgd`` (``apgd_ce``), ``square``,
   ``autoattack``, ``noise`` (a random-sign control), ``cw`` (Carlini-Wagner L2, minimum-norm);
-* ``harness`` (:func:`generate`, :func:`evaluate`), ``transfer`` (:func:`evaluate_transfer`), and their
-  parts: ``runs`` (seeding, one attack at every eps), ``batches`` (data and input checks), ``budgets``
-  (eps per norm), ``checks`` (result checks), ``restarts`` (best of several runs).
+* ``harness`` (:func:`generate`, :func:`evaluate`), ``transfer`` (:func:`evaluate_transfer`), both over
+  ``session`` (:class:`~.session.AttackSession`: device, model wrappers, batches, seeding, ledger,
+  progress, notes) and returning ``evaluation`` (:class:`Evaluation`); their parts: ``runs`` (seeding, one
+  attack at every eps), ``batches`` (data and input checks), ``budgets`` (eps per norm), ``checks``
+  (result checks), ``restarts`` (best of several runs).
 
 **Adding an attack** is one file: put a module defining a registered :class:`Attack` subclass into this
 folder (every module here is imported with the package), or define and register it anywhere, e.g. in a
@@ -50,6 +53,7 @@ from .base import (
     unit_rule,
     unregister_attack,
 )
+from .evaluation import Evaluation
 from .harness import PER_EXAMPLE_COLUMNS, SUMMARY_COLUMNS, evaluate, generate
 from .transfer import TRANSFER_COLUMNS, TRANSFER_PER_EXAMPLE_COLUMNS, evaluate_transfer
 
@@ -64,6 +68,7 @@ __all__ = [
     "generate",
     "evaluate",
     "evaluate_transfer",
+    "Evaluation",
     "SUMMARY_COLUMNS",
     "PER_EXAMPLE_COLUMNS",
     "TRANSFER_COLUMNS",

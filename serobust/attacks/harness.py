@@ -1,7 +1,9 @@
 """The attack harness: adversarial examples (:func:`generate`) and robust accuracy (:func:`evaluate`).
 
 Both take any ``nn.Module`` classifier that maps [0, 1] images to logits, and any registered attack by
-name or :class:`~serobust.attacks.base.AttackSpec`.
+name or :class:`~serobust.attacks.base.AttackSpec`. Both (and :func:`~.transfer.evaluate_transfer`) run
+inside one :class:`~.session.AttackSession` (device, wrappers, batches and input checks, model state,
+seeding, ledger, progress, notes); :func:`evaluate` returns one :class:`~.evaluation.Evaluation`.
 
 Promises every call keeps (the harness owns the model's state, as torchattacks' ``Attack.__call__``
 does): the model runs in eval mode with ``requires_grad=False`` parameters during the attack
@@ -19,7 +21,7 @@ convention): an attack that happens to fix a misclassified input does not count 
 Precision: with ``autocast=True`` (CUDA) the attacks *craft* under bf16 autocast, but every prediction
 that is counted (the clean pass, each adversarial prediction, a minimum-norm attack's "fooled" test, the
 transfer target's prediction) comes from a float32 forward with autocast and TF32 off
-(:meth:`Logits.score`, :func:`serobust.runtime.fp32_scoring`): the accuracies are fp32 numbers.
+(:meth:`~.session.Logits.score`, :func:`serobust.runtime.fp32_scoring`): the accuracies are fp32 numbers.
 
 On CUDA the per-batch loop never waits on the host: the RNG is forked once per call (each run starts
 from ``manual_seed``, a host-side operation; the CPU generator, cheap to copy, is saved and restored
@@ -32,28 +34,26 @@ attacks is computed on the host from the per-example results.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DeviceError, InputError
+from ..errors import InputError
 from ..names import WORST_CASE
-from ..runtime import attack_state, fp32_scoring, model_device, resolve_device
 from .base import AttackSpec, as_spec, as_specs
-from .batches import GuardedBatches, check_batch_size, require_float_images
+from .batches import check_batch_size, require_float_images
 from .budgets import check_l2_radius, parse_eps_for, resolve_eps
-from .checks import OutputChecks, perturbation, sanity
-from .runs import Job, SeededRuns
+from .checks import perturbation, sanity
+from .evaluation import Evaluation
+from .runs import Job
+from .session import AttackSession, join_notes, mean
 
-__all__ = ["generate", "evaluate", "SUMMARY_COLUMNS", "PER_EXAMPLE_COLUMNS"]
+__all__ = ["generate", "evaluate", "Evaluation", "SUMMARY_COLUMNS", "PER_EXAMPLE_COLUMNS"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,170 +66,6 @@ PER_EXAMPLE_COLUMNS = [
     "component",
 ]
 _STATS = ("linf", "l2", "lo", "hi")
-
-# ---------------------------------------------------------------------------------------------------------
-# The model as the attacks see it, and where it runs
-# ---------------------------------------------------------------------------------------------------------
-
-
-#: devices on which ``autocast=True`` crafts under bf16 autocast (elsewhere it is ignored, with a note)
-AUTOCAST_DEVICES = ("cuda",)
-
-
-class Logits(nn.Module):
-    """The model as the attacks see it: logits cast to float32, computed under bf16 autocast with
-    channels_last input when asked (CUDA only; the attack's own forwards). :meth:`score` is the float32
-    forward (autocast and TF32 off) for every prediction that is counted.
-
-    The empty ``anchor`` parameter makes ``next(parameters())`` name the right device for torchattacks
-    even when the wrapped model has no parameters (torchattacks would print otherwise).
-    """
-
-    def __init__(self, model: nn.Module, *, device: torch.device, autocast: bool) -> None:
-        super().__init__()
-        self.anchor = nn.Parameter(torch.empty(0, device=device), requires_grad=False)
-        self.model = model
-        self.autocast = autocast
-        self.device_type = device.type
-        self.training = False
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.autocast:
-            with torch.autocast(device_type=self.device_type, dtype=torch.bfloat16):
-                return self._checked(self.model(x.contiguous(memory_format=torch.channels_last)))
-        return self._checked(self.model(x))
-
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        """Float32 logits from a float32 forward (autocast and TF32 off): what predictions are counted from."""
-        with fp32_scoring():
-            return self._checked(self.model(x))
-
-    @staticmethod
-    def _checked(out: object) -> torch.Tensor:
-        if not isinstance(out, torch.Tensor) or out.ndim != 2:
-            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"the model must return logits of shape (batch, num_classes), got {got}")
-        return out.float()
-
-    def train(self, mode: bool = True) -> Logits:
-        # torchattacks' __call__ does wrapper.eval() ... wrapper.train(given_training); propagating that
-        # would switch the wrapped model (BatchNorm statistics!) to training mode for the next forward.
-        # The wrapped model keeps the mode attack_state gave it.
-        self.training = mode
-        return self
-
-
-def attack_device(models: Sequence[nn.Module], device: str | torch.device | None) -> torch.device:
-    """The device to attack on: ``device`` (checked with :func:`~serobust.runtime.resolve_device`) or the
-    first model's; every model must already be there."""
-    for model in models:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module classifier, got {type(model).__name__}")
-    found = [model_device(m) for m in models]
-    want = found[0] if device is None else resolve_device(device)
-    for d in found:
-        same = d.type == want.type and (want.index is None or d.index is None or d.index == want.index)
-        if not same:
-            raise DeviceError(f"the model is on {d} but device={want}; move it first with model.to({str(want)!r})")
-    if want.type == "cuda" and want.index is None:
-        want = found[0] if found[0].type == "cuda" else torch.device("cuda", torch.cuda.current_device())
-    return want
-
-
-def autocast_on(autocast: bool, device: torch.device) -> tuple[bool, list[str]]:
-    """Whether bf16 autocast applies on ``device``, and the note saying so."""
-    if not autocast:
-        return False, []
-    if device.type in AUTOCAST_DEVICES:
-        return True, ["crafted under bf16 autocast, channels_last; scored in float32"]
-    return False, [f"autocast ignored on {device.type} (float32)"]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Bookkeeping on the device, read back once
-# ---------------------------------------------------------------------------------------------------------
-
-
-class Ledger:
-    """Per-batch 1-D device tensors under keys; :meth:`host` concatenates them with one transfer per dtype."""
-
-    def __init__(self) -> None:
-        self._parts: dict[Hashable, list[torch.Tensor]] = {}
-
-    def add(self, key: Hashable, value: torch.Tensor) -> None:
-        self._parts.setdefault(key, []).append(value)
-
-    def __bool__(self) -> bool:
-        return bool(self._parts)
-
-    def host(self) -> dict[Hashable, torch.Tensor]:
-        """Every key's batches concatenated, on the CPU."""
-        whole = {key: torch.cat(parts) for key, parts in self._parts.items()}
-        out: dict[Hashable, torch.Tensor] = {}
-        for dtype in {t.dtype for t in whole.values()}:
-            keys = [k for k, t in whole.items() if t.dtype == dtype]
-            flat = torch.cat([whole[k] for k in keys]).cpu()  # the one transfer for this dtype
-            out.update(zip(keys, flat.split([len(whole[k]) for k in keys])))
-        return out
-
-
-@contextlib.contextmanager
-def blame_input(stream: GuardedBatches) -> Iterator[None]:
-    """If anything fails while attacking, check the input first: a bad batch is the user's to fix."""
-    try:
-        yield
-    except InputError:
-        raise
-    except Exception:
-        stream.check()
-        raise
-
-
-def scorer(model: nn.Module):
-    """The forward predictions are counted from: ``model.score`` for :class:`Logits` (float32), else the
-    model itself under :func:`~serobust.runtime.fp32_scoring`."""
-    if isinstance(model, Logits):
-        return model.score
-
-    def score(x: torch.Tensor) -> torch.Tensor:
-        with fp32_scoring():
-            return model(x)
-
-    return score
-
-
-def clean_pass(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, stream: GuardedBatches, *,
-               input_gradients: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Clean float32 logits (B, K) (:func:`scorer`), and the input gradient of the summed CE loss if asked;
-    labels checked in between."""
-    xg = xb.detach().requires_grad_(input_gradients)
-    with torch.set_grad_enabled(input_gradients), fp32_scoring():  # the backward for grad_norm too
-        out = scorer(model)(xg)  # (B, K)
-        stream.check_labels(out.shape[1])
-        grad = torch.autograd.grad(F.cross_entropy(out, yb, reduction="sum"), xg)[0] if input_gradients else None
-    return out.detach(), grad
-
-
-def progress_bar(progress: bool | None, total: int | None, desc: str) -> Any:
-    """A tqdm bar on stderr (None: when stderr is a terminal), or a null context."""
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    if not show:
-        return contextlib.nullcontext(None)
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
-
-
-def mean(t: torch.Tensor) -> float:
-    return float(t.double().mean()) if len(t) else float("nan")
-
-
-def join_notes(notes: Iterable[str]) -> str:
-    seen: list[str] = []
-    for note in notes:
-        if note and note not in seen:
-            seen.append(note)
-    return "; ".join(seen)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -279,6 +115,35 @@ def generate(
     spec = as_spec(attack)
     batch_size = check_batch_size(batch_size)
     eps_f = parse_eps_for(spec, eps, name=f"eps for {spec.label}")
+    y = _image_pair(x, y)
+    check_l2_radius([spec], {spec.label: [eps_f]}, int(np.prod(x.shape[1:])))
+    if eps_f == 0 or len(x) == 0:
+        return x.detach().clone().float()
+    session = AttackSession({"model": model}, (x, y), batch_size=batch_size, device=device, autocast=autocast,
+                            order_matters=False)
+    wm = session.wrapped["model"]
+    job = Job(spec, [eps_f], seed=seed)
+    outs: list[torch.Tensor] = []
+    num_classes = 0
+    with session.running() as seeder:
+        for b, xb, yb in session.stream:
+            if b == 0:  # one clean forward, for the output checks and the number of classes
+                with torch.no_grad():
+                    logits = wm.score(xb)
+                num_classes = logits.shape[1]
+                session.record("model", xb, logits)
+                job.build(wm, num_classes)
+            session.stream.check_labels(num_classes)
+            for _, x_adv, _ in job.run(seeder, wm, xb, yb, b, None):
+                for k, v in perturbation(x_adv, xb).items():
+                    session.ledger.add(k, v)
+                outs.append(x_adv)
+    sanity(spec.label, spec.norm, eps_f, session.finish(stacklevel=2))
+    return torch.cat(outs).to(x.device)
+
+
+def _image_pair(x: Any, y: Any) -> torch.Tensor:
+    """Check :func:`generate`'s (x, y) before anything runs; ``y`` as a tensor."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a tensor of images (N, C, H, W), got {type(x).__name__}")
     require_float_images(x, name="x")
@@ -287,34 +152,7 @@ def generate(
         raise InputError(f"x and y differ in length: {len(x)} vs {len(y)}")
     if x.ndim != 4:
         raise InputError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
-    check_l2_radius([spec], {spec.label: [eps_f]}, int(np.prod(x.shape[1:])))
-    if eps_f == 0 or len(x) == 0:
-        return x.detach().clone().float()
-    dev = attack_device([model], device)
-    wm = Logits(model, device=dev, autocast=autocast_on(autocast, dev)[0])
-    stream = GuardedBatches((x, y), batch_size, device=dev, order_matters=False)
-    job = Job(spec, [eps_f], seed=seed)
-    outputs = OutputChecks()
-    ledger = Ledger()
-    outs: list[torch.Tensor] = []
-    num_classes = 0
-    with attack_state(model), SeededRuns(dev) as seeder, blame_input(stream):
-        for b, xb, yb in stream:
-            if b == 0:
-                with torch.no_grad():
-                    logits = wm.score(xb)
-                num_classes = logits.shape[1]
-                outputs.record(wm, xb, logits)
-                job.build(wm, num_classes)
-            stream.check_labels(num_classes)
-            for _, x_adv, _ in job.run(seeder, wm, xb, yb, b, None):
-                for k, v in perturbation(x_adv, xb).items():
-                    ledger.add(k, v)
-                outs.append(x_adv)
-    stream.check()
-    outputs.report(stacklevel=2)
-    sanity(spec.label, spec.norm, eps_f, ledger.host())
-    return torch.cat(outs).to(x.device)
+    return y
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,8 +174,9 @@ def evaluate(
     autocast: bool = False,
     progress: bool | None = None,
     input_gradients: bool = True,
-) -> pd.DataFrame | tuple[Any, ...]:
-    """Robust accuracy of ``model`` under each attack at each budget, as a tidy DataFrame.
+) -> Evaluation:
+    """Robust accuracy of ``model`` under each attack at each budget: an :class:`Evaluation` whose
+    ``summary`` is a tidy DataFrame.
 
     The data is read once: every batch is scored clean (with the input gradient of the CE loss, for
     ``grad_norm`` and ``zero_grad_frac``), then attacked by every (attack, eps). Rows come in the order
@@ -356,9 +195,11 @@ def evaluate(
             is within eps.
         batch_size: examples per attack call.
         device: where the attack runs; None means the model's device.
-        per_example: also return one row per (example index, attack, eps), worst_case included.
-        return_examples: also return ``{(attack_label, eps): x_adv}`` (CPU tensors, worst_case included;
-            they stay on the device until the end of the call, so budget device memory for them).
+        per_example: also make ``Evaluation.per_example``: one row per (example index, attack, eps),
+            worst_case included.
+        return_examples: also keep ``Evaluation.examples``: ``{(attack_label, eps): x_adv}`` (CPU tensors,
+            worst_case included; they stay on the device until the end of the call, so budget device
+            memory for them).
         seed: base seed; each (attack, eps, batch) runs from a seed derived from it.
         autocast: on CUDA, the attacks craft under bf16 autocast + channels_last (logits cast to float32);
             every counted prediction (clean and adversarial) still comes from a float32 forward with
@@ -368,13 +209,13 @@ def evaluate(
             attacks and budgets of the call); False skips it and leaves those columns NaN.
 
     Returns:
-        ``summary`` with columns :data:`SUMMARY_COLUMNS`: accuracies and ``success_rate`` (fraction of
+        An :class:`Evaluation` (always this type, whatever the flags; not itself a frame). Its
+        ``summary`` has columns :data:`SUMMARY_COLUMNS`: accuracies and ``success_rate`` (fraction of
         clean-correct examples fooled) as fractions in [0, 1]; ``linf_mean``/``linf_max``/``l2_mean`` of
         the perturbation actually used, over all examples; ``grad_norm`` (mean per-example L2 norm of the
         input gradient at clean x) and ``zero_grad_frac`` (fraction of exactly-zero input gradients: a
         sign of saturation that masks gradient attacks) are model properties, repeated on every row.
-        With ``per_example`` and/or ``return_examples``: a tuple ``(summary, per_example?, examples?)``
-        in that order, holding only what was asked for.
+        ``per_example`` (columns :data:`PER_EXAMPLE_COLUMNS`) and ``examples`` are None unless asked for.
 
     Raises:
         InputError: images not float in [0, 1] (NaN included) or labels out of range, naming the batch
@@ -383,54 +224,50 @@ def evaluate(
         RuntimeError: a sanity check of a result failed (norm bound, [0, 1], NaN, robust > clean): a bug.
 
     Example:
-        >>> frame = evaluate(model, (x, y), ["fgsm", attack("pgd", steps=20)], eps=[0, "8/255"])
+        >>> frame = evaluate(model, (x, y), ["fgsm", attack("pgd", steps=20)], eps=[0, "8/255"]).summary
     """
     specs = as_specs(attacks)
     batch_size = check_batch_size(batch_size)
     eps_list, eps_by_label = resolve_eps(specs, eps)
-    dev = attack_device([model], device)
-    use_autocast, run_notes = autocast_on(autocast, dev)
-    stream = GuardedBatches(data, batch_size, device=dev, order_matters=per_example or return_examples)
-    wm = Logits(model, device=dev, autocast=use_autocast)
+    session = AttackSession({"model": model}, data, batch_size=batch_size, device=device, autocast=autocast,
+                            order_matters=per_example or return_examples)
     jobs = [Job(spec, eps_by_label[spec.label], seed=seed) for spec in specs]
-    outputs = OutputChecks()
-    ledger = Ledger()
     examples: dict[tuple[str, int], list[torch.Tensor]] = {}
-    total = stream.n_batches
-
-    with attack_state(model), SeededRuns(dev) as seeder, blame_input(stream), \
-            progress_bar(progress, None if total is None else total * len(jobs) * len(eps_list), "attacks") as bar:
-        for b, xb, yb in stream:
-            logits, grad = clean_pass(wm, xb, yb, stream, input_gradients=input_gradients)
-            if b == 0:
-                outputs.record(wm, xb, logits)
-                check_l2_radius(specs, eps_by_label, int(np.prod(xb.shape[1:])))
-                for job in jobs:
-                    job.build(wm, logits.shape[1])
-            pred = logits.argmax(1)  # (B,)
-            ledger.add("label", yb)
-            ledger.add("pred", pred)
-            if grad is not None:
-                gflat = grad.flatten(1)  # (B, C*H*W)
-                ledger.add("grad_norm", gflat.norm(dim=1))
-                ledger.add("zero_grad", (gflat == 0).all(1))
+    with session.running(progress=progress, runs_per_batch=len(jobs) * len(eps_list), desc="attacks") as seeder:
+        for b, xb, yb in session.stream:
+            pred = _clean_batch(session, jobs, eps_by_label, b, xb, yb, input_gradients=input_gradients)
             for job in jobs:
-                for i, x_adv, adv_pred in job.run(seeder, wm, xb, yb, b, pred):
-                    ledger.add((job.label, i, "adv_pred"), adv_pred)
+                for i, x_adv, adv_pred in job.run(seeder, session.wrapped["model"], xb, yb, b, pred):
+                    session.ledger.add((job.label, i, "adv_pred"), adv_pred)
                     for k, v in perturbation(x_adv, xb).items():
-                        ledger.add((job.label, i, k), v)
+                        session.ledger.add((job.label, i, k), v)
                     if return_examples:
                         examples.setdefault((job.label, i), []).append(x_adv)
-                    if bar is not None:
-                        bar.update(1)
-
-    if not ledger:
-        raise ValueError("data is empty; give at least one (x, y) example")
-    stream.check()  # the input first: a bad batch is not a harness bug
-    outputs.report(stacklevel=2)
-    host = ledger.host()
-    return _tables(host, jobs, eps_list, run_notes=run_notes, input_gradients=input_gradients,
+                    session.tick()
+    host = session.finish(stacklevel=2)
+    return _tables(host, jobs, eps_list, run_notes=session.notes, input_gradients=input_gradients,
                    per_example=per_example, examples=examples if return_examples else None)
+
+
+def _clean_batch(session: AttackSession, jobs: Sequence[Job], eps_by_label: dict[str, list[float]], b: int,
+                 xb: torch.Tensor, yb: torch.Tensor, *, input_gradients: bool) -> torch.Tensor:
+    """One batch's clean pass, into the ledger (labels, predictions, gradient statistics); on the first
+    batch also the output checks, the L2 radius check and the attacks' runners. Returns the clean
+    predictions (B,)."""
+    logits, grad = session.clean_pass("model", xb, yb, input_gradients=input_gradients)
+    if b == 0:
+        session.record("model", xb, logits)
+        check_l2_radius([job.spec for job in jobs], eps_by_label, int(np.prod(xb.shape[1:])))
+        for job in jobs:
+            job.build(session.wrapped["model"], logits.shape[1])
+    pred = logits.argmax(1)  # (B,)
+    session.ledger.add("label", yb)
+    session.ledger.add("pred", pred)
+    if grad is not None:
+        gflat = grad.flatten(1)  # (B, C*H*W)
+        session.ledger.add("grad_norm", gflat.norm(dim=1))
+        session.ledger.add("zero_grad", (gflat == 0).all(1))
+    return pred
 
 
 def _worst_case(host: dict[Hashable, torch.Tensor], jobs: Sequence[Job], i: int,
@@ -456,7 +293,7 @@ def _pick(parts: Sequence[torch.Tensor], first: torch.Tensor) -> torch.Tensor:
 
 def _tables(host: dict[Hashable, torch.Tensor], jobs: Sequence[Job], eps_list: Sequence[float], *,
             run_notes: list[str], input_gradients: bool, per_example: bool,
-            examples: dict[tuple[str, int], list[torch.Tensor]] | None) -> pd.DataFrame | tuple[Any, ...]:
+            examples: dict[tuple[str, int], list[torch.Tensor]] | None) -> Evaluation:
     """The summary (and per-example rows, examples) from the host tensors; every run sanity-checked."""
     y_all, pred_all = host["label"], host["pred"]
     clean_all = pred_all == y_all
@@ -506,9 +343,8 @@ def _tables(host: dict[Hashable, torch.Tensor], jobs: Sequence[Job], eps_list: S
             "every attack at this eps: " + ", ".join(job.label for job in jobs), [] if len(norms) == 1 else mixed)
         if examples is not None:
             out_examples[(WORST_CASE, e)] = _pick([out_examples[(job.label, job.eps[i])] for job in jobs], first)
-    out: list[Any] = [pd.DataFrame(rows, columns=SUMMARY_COLUMNS)]
-    if per_example:
-        out.append(pd.concat(pe_parts, ignore_index=True)[PER_EXAMPLE_COLUMNS])
-    if examples is not None:
-        out.append(out_examples)
-    return out[0] if len(out) == 1 else tuple(out)
+    return Evaluation(
+        summary=pd.DataFrame(rows, columns=SUMMARY_COLUMNS),
+        per_example=pd.concat(pe_parts, ignore_index=True)[PER_EXAMPLE_COLUMNS] if per_example else None,
+        examples=out_examples if examples is not None else None,
+    )

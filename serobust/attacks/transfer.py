@@ -1,4 +1,5 @@
-"""Transfer attacks: examples crafted white-box on one model, scored on another (same harness promises)."""
+"""Transfer attacks: examples crafted white-box on one model, scored on another (same harness promises:
+the same :class:`~.session.AttackSession`, the same seeds; one :class:`~.evaluation.Evaluation` back)."""
 
 from __future__ import annotations
 
@@ -10,24 +11,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..runtime import attack_state
 from .base import AttackSpec, as_spec
-from .batches import GuardedBatches, check_batch_size
+from .batches import check_batch_size
 from .budgets import check_l2_radius, resolve_eps
-from .checks import OutputChecks, perturbation, sanity
-from .harness import (
-    Job,
-    Ledger,
-    Logits,
-    SeededRuns,
-    attack_device,
-    autocast_on,
-    blame_input,
-    clean_pass,
-    join_notes,
-    mean,
-    progress_bar,
-)
+from .checks import perturbation, sanity
+from .evaluation import Evaluation
+from .runs import Job, SeededRuns
+from .session import AttackSession, join_notes, mean
 
 __all__ = ["evaluate_transfer", "TRANSFER_COLUMNS", "TRANSFER_PER_EXAMPLE_COLUMNS"]
 
@@ -56,7 +46,7 @@ def evaluate_transfer(
     seed: int = 0,
     autocast: bool = False,
     progress: bool | None = None,
-) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+) -> Evaluation:
     """Transfer attack: examples crafted white-box on ``source``, scored on ``target``.
 
     One direction per call: for a (baseline, SE) pair, call it twice, ``(base, se)`` and ``(se, base)``.
@@ -69,15 +59,16 @@ def evaluate_transfer(
         target: the model the examples are scored on; on the same device as ``source``.
         data, attack, eps, batch_size, device, seed, autocast, progress: as in
             :func:`~serobust.attacks.evaluate` (one attack here).
-        per_example: also return one row per (example index, eps).
+        per_example: also make ``per_example``: one row per (example index, eps).
 
     Returns:
-        One row per eps with columns :data:`TRANSFER_COLUMNS`: ``source_robust_acc`` (white-box on the
-        source), ``transfer_robust_acc`` (target correct on clean and on the source's examples),
+        An :class:`~.evaluation.Evaluation` (``examples`` always None). Its ``summary`` has one row per eps
+        with columns :data:`TRANSFER_COLUMNS`: ``source_robust_acc`` (white-box on the source),
+        ``transfer_robust_acc`` (target correct on clean and on the source's examples),
         ``target_whitebox_robust_acc`` (the same attack run on the target, for comparison),
         ``transfer_success_rate`` (fraction of target-clean-correct examples the transferred examples
-        fool). With ``per_example``: ``(summary, per_example)``, per-example columns
-        :data:`TRANSFER_PER_EXAMPLE_COLUMNS` (``linf``/``l2`` of the source's perturbation).
+        fool). ``per_example`` (None unless asked for) has columns :data:`TRANSFER_PER_EXAMPLE_COLUMNS`
+        (``linf``/``l2`` of the source's perturbation).
 
     Raises:
         InputError: bad images or labels, naming the batch.
@@ -87,60 +78,61 @@ def evaluate_transfer(
     spec = as_spec(attack)
     batch_size = check_batch_size(batch_size)
     eps_list, _ = resolve_eps([spec], eps)
-    dev = attack_device([source, target], device)
-    use_autocast, run_notes = autocast_on(autocast, dev)
-    stream = GuardedBatches(data, batch_size, device=dev, order_matters=per_example)
-    wms = {"source": Logits(source, device=dev, autocast=use_autocast),
-           "target": Logits(target, device=dev, autocast=use_autocast)}
+    session = AttackSession({"source": source, "target": target}, data, batch_size=batch_size, device=device,
+                            autocast=autocast, order_matters=per_example)
     jobs = {role: Job(spec, eps_list, seed=seed) for role in _ROLES}
-    checks = {role: OutputChecks(f"the {role} model") for role in _ROLES}
-    ledger = Ledger()
+    with session.running(progress=progress, runs_per_batch=len(eps_list), desc="transfer") as seeder:
+        for b, xb, yb in session.stream:
+            pred = _clean_batch(session, jobs, spec, eps_list, b, xb, yb)
+            _attack_batch(session, seeder, jobs, eps_list, b, xb, yb, pred)
+    host = session.finish(stacklevel=2)
+    notes = [session.notes + jobs["source"].notes[i] + jobs["target"].notes[i] for i in range(len(eps_list))]
+    return _tables(host, spec, eps_list, jobs["source"].budgets, notes, per_example=per_example)
 
-    total = stream.n_batches
-    with attack_state(source, target), SeededRuns(dev) as seeder, blame_input(stream), \
-            progress_bar(progress, None if total is None else total * len(eps_list), "transfer") as bar:
-        for b, xb, yb in stream:
-            logits = {role: clean_pass(wm, xb, yb, stream, input_gradients=False)[0] for role, wm in wms.items()}
-            if b == 0:
-                if logits["source"].shape[1] != logits["target"].shape[1]:
-                    raise ValueError(f"source and target disagree on the number of classes: "
-                                     f"{logits['source'].shape[1]} vs {logits['target'].shape[1]}")
-                check_l2_radius([spec], {spec.label: eps_list}, int(np.prod(xb.shape[1:])))
-                for role, wm in wms.items():
-                    checks[role].record(wm, xb, logits[role])
-                    jobs[role].build(wm, logits[role].shape[1])
-            pred = {role: out.argmax(1) for role, out in logits.items()}
-            ledger.add("label", yb)
-            for role in _ROLES:
-                ledger.add(f"{role}_clean_pred", pred[role])
-            target_runs = jobs["target"].run(seeder, wms["target"], xb, yb, b, pred["target"])
-            for (i, x_src, src_adv), (_, x_tgt, tgt_wb) in zip(
-                    jobs["source"].run(seeder, wms["source"], xb, yb, b, pred["source"]), target_runs):
-                if eps_list[i] == 0:
-                    transfer = pred["target"]
-                else:
-                    with torch.no_grad():
-                        transfer = wms["target"].score(x_src).argmax(1)  # float32
-                ledger.add(("source_adv_pred", i), src_adv)
-                ledger.add(("transfer_pred", i), transfer)
-                ledger.add(("target_whitebox_pred", i), tgt_wb)
-                for role, xa in (("source", x_src), ("target", x_tgt)):
-                    for k, v in perturbation(xa, xb).items():
-                        ledger.add((role, k, i), v)
-                if bar is not None:
-                    bar.update(1)
 
-    if not ledger:
-        raise ValueError("data is empty; give at least one (x, y) example")
-    stream.check()
+def _clean_batch(session: AttackSession, jobs: dict[str, Job], spec: AttackSpec, eps_list: list[float], b: int,
+                 xb: torch.Tensor, yb: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Both models' clean predictions (B,) on one batch, into the ledger; on the first batch also the class
+    count agreement, the L2 radius check, the output checks and both white-box runners."""
+    logits = {role: session.clean_pass(role, xb, yb, input_gradients=False)[0] for role in _ROLES}
+    if b == 0:
+        if logits["source"].shape[1] != logits["target"].shape[1]:
+            raise ValueError(f"source and target disagree on the number of classes: "
+                             f"{logits['source'].shape[1]} vs {logits['target'].shape[1]}")
+        check_l2_radius([spec], {spec.label: eps_list}, int(np.prod(xb.shape[1:])))
+        for role in _ROLES:
+            session.record(role, xb, logits[role])
+            jobs[role].build(session.wrapped[role], logits[role].shape[1])
+    pred = {role: out.argmax(1) for role, out in logits.items()}
+    session.ledger.add("label", yb)
     for role in _ROLES:
-        checks[role].report(stacklevel=2)
-    notes = [run_notes + jobs["source"].notes[i] + jobs["target"].notes[i] for i in range(len(eps_list))]
-    return _tables(ledger.host(), spec, eps_list, jobs["source"].budgets, notes, per_example=per_example)
+        session.ledger.add(f"{role}_clean_pred", pred[role])
+    return pred
 
+
+def _attack_batch(session: AttackSession, seeder: SeededRuns, jobs: dict[str, Job], eps_list: list[float], b: int,
+                  xb: torch.Tensor, yb: torch.Tensor, pred: dict[str, torch.Tensor]) -> None:
+    """One batch at every eps: the source's examples scored on the target (float32), and the same attack
+    white-box on each model, into the ledger."""
+    wms = session.wrapped
+    target_runs = jobs["target"].run(seeder, wms["target"], xb, yb, b, pred["target"])
+    for (i, x_src, src_adv), (_, x_tgt, tgt_wb) in zip(
+            jobs["source"].run(seeder, wms["source"], xb, yb, b, pred["source"]), target_runs):
+        if eps_list[i] == 0:
+            transfer = pred["target"]
+        else:
+            with torch.no_grad():
+                transfer = wms["target"].score(x_src).argmax(1)  # float32
+        session.ledger.add(("source_adv_pred", i), src_adv)
+        session.ledger.add(("transfer_pred", i), transfer)
+        session.ledger.add(("target_whitebox_pred", i), tgt_wb)
+        for role, xa in (("source", x_src), ("target", x_tgt)):
+            for k, v in perturbation(xa, xb).items():
+                session.ledger.add((role, k, i), v)
+        session.tick()
 
 def _tables(host: dict[Any, torch.Tensor], spec: AttackSpec, eps_list: list[float], budgets: list[str],
-            notes: list[list[str]], *, per_example: bool) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+            notes: list[list[str]], *, per_example: bool) -> Evaluation:
     """One row per eps (and per-example rows) from the host tensors; both white-box runs sanity-checked."""
     y_all = host["label"]
     n = len(y_all)
@@ -176,7 +168,7 @@ def _tables(host: dict[Any, torch.Tensor], spec: AttackSpec, eps_list: list[floa
                 "target_whitebox_robust_correct": wb_rob.numpy(),
                 "linf": host[("source", "linf", i)].numpy(), "l2": host[("source", "l2", i)].numpy(),
             }))
-    summary = pd.DataFrame(rows, columns=TRANSFER_COLUMNS)
-    if per_example:
-        return summary, pd.concat(parts, ignore_index=True)[TRANSFER_PER_EXAMPLE_COLUMNS]
-    return summary
+    return Evaluation(
+        summary=pd.DataFrame(rows, columns=TRANSFER_COLUMNS),
+        per_example=pd.concat(parts, ignore_index=True)[TRANSFER_PER_EXAMPLE_COLUMNS] if per_example else None,
+    )

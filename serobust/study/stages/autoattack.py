@@ -58,9 +58,9 @@ def run(ctx, p: AutoAttackParams, inputs, folder):
     a = p.autoattack
     x, y = head(ctx, p, a.size)
     spec, pgd = attack_spec(p.attack), attack_spec(p.pgd)
-    summary, per_example = evaluate(inputs["model"], (x, y), [spec, pgd], [0.0, *a.eps],
-                                    batch_size=p.batch_size, device=ctx.device, per_example=True,
-                                    seed=p.seed, progress=False, input_gradients=False)
+    result = evaluate(inputs["model"], (x, y), [spec, pgd], [0.0, *a.eps], batch_size=p.batch_size,
+                   device=ctx.device, per_example=True, seed=p.seed, progress=False, input_gradients=False)
+    summary, per_example = result.summary, result.per_example
     checks = per_image_not_weaker(per_example, strong=spec.label, reference=pgd.label,
                                   check="autoattack_not_weaker_than_pgd")
     names = components(spec.config, ctx.dataset(p.data).num_classes)

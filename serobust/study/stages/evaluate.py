@@ -54,18 +54,17 @@ def run(ctx, p: EvaluateParams, inputs, folder):
     a = p.attacks
     model = inputs["model"]
     x, y = ctx.eval_set(p.data)
-    summary, per_example = evaluate(model, (x, y), [attack_spec(t) for t in a.white_box], a.eps,
-                                    batch_size=a.batch_size, device=ctx.device, per_example=True,
-                                    seed=p.seed, progress=False)
+    white_box = evaluate(model, (x, y), [attack_spec(t) for t in a.white_box], a.eps, batch_size=a.batch_size,
+                         device=ctx.device, per_example=True, seed=p.seed, progress=False)
     if a.black_box:
         xb, yb = head(ctx, p, a.black_box_size)
         blackbox = evaluate(model, (xb, yb), [attack_spec(t) for t in a.black_box], a.black_box_eps,
-                            batch_size=a.batch_size, device=ctx.device, seed=p.seed, progress=False)
+                            batch_size=a.batch_size, device=ctx.device, seed=p.seed, progress=False).summary
     else:  # black_box = []: no gradient-free check asked for (the report says so)
         from ...attacks import SUMMARY_COLUMNS
 
         blackbox = pd.DataFrame(columns=list(SUMMARY_COLUMNS))
-    return {"summary": summary, "per_example": per_example, "blackbox": blackbox}
+    return {"summary": white_box.summary, "per_example": white_box.per_example, "blackbox": blackbox}
 
 
 def cost(cfg: StudyConfig, sizes: Sizes) -> float:

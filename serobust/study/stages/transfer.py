@@ -48,7 +48,7 @@ def run(ctx, p: TransferParams, inputs, folder):
 
     x, y = head(ctx, p, p.size)
     frame = evaluate_transfer(inputs["source"], inputs["target"], (x, y), attack_spec(p.attack), p.eps,
-                              batch_size=p.batch_size, device=ctx.device, seed=p.seed)
+                              batch_size=p.batch_size, device=ctx.device, seed=p.seed).summary
     return {"transfer": frame}
 
 
