@@ -42,8 +42,8 @@ _EXPORTS: dict[str, str] = {
     "DatasetNotFoundError": "data",
     "DatasetFormatError": "data",
     # training
-    "TrainConfig": "trainer",
-    "train": "trainer",
+    "TrainConfig": "training",
+    "train": "training",
     # attacks
     "ATTACKS": "attacks",
     "Attack": "attacks",
@@ -165,5 +165,5 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .excitation.sensitivity import feature_sensitivity, matched_layers  # noqa: F401
     from .excitation.shift_metrics import SHIFT_METRICS, register_shift_metric  # noqa: F401
     from .stats import bootstrap_ci, crossed_mean_ci, paired_difference, robust_accuracy_table  # noqa: F401
-    from .trainer import TrainConfig, train  # noqa: F401
+    from .training import TrainConfig, train  # noqa: F401
     from .verdicts import Criterion, Verdict, verdict  # noqa: F401

@@ -34,7 +34,7 @@ from typing import Any
 from .eps import parse_eps
 from .errors import SerobustError
 from .names import CONTROLS
-from .trainer import TrainConfig
+from .training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -160,9 +160,9 @@ class TaskContext:
 
 def _train_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """A training config as the trainer compares it on resume (JSON round trip: tuples become lists)."""
-    from ..trainer import _identity
+    from ..training.checkpoint import identity
 
-    return json.loads(json.dumps(_identity(dict(config)), default=str))
+    return json.loads(json.dumps(identity(dict(config)), default=str))
 
 
 _CONTEXTS: dict[WorkerEnv, TaskContext] = {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...names import BASELINE
-from ...trainer import TrainConfig
+from ...training.config import TrainConfig
 from ..plan import data_params
 from ..tasks import Task
 from .base import Planning, Stage, register_stage
@@ -47,7 +47,7 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
 
 def run(ctx, p: TrainParams, inputs, folder):
     """One member trained for one seed; ``folder/last.pt`` is written every epoch, so a killed run resumes."""
-    from ...trainer import train
+    from ...training.loop import train
 
     model = ctx.build_model(p.model, p.data, seed=p.seed)
     _, history = train(model, ctx.dataset(p.data), p.train, checkpoint_dir=folder, device=ctx.device,
