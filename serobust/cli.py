@@ -103,7 +103,9 @@ def _check_pairs(path: Path, cfg) -> list[str]:
     """Given pairs: an SE member without SE modules is an error (its architecture is built on the meta device);
     weights not on disk are one warning line per file, saying where to put it (``run`` fetches or refuses)."""
     from .config import ConfigError
-    from .hub import MemberError, check_se_member, missing_weights
+    from .hub.load import check_se_member
+    from .hub.specs import MemberError
+    from .hub.weights import missing_weights
 
     if not cfg.model.pairs:
         return []

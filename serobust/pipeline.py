@@ -126,7 +126,9 @@ def run_study(
 
 def _check_weights(cfg: StudyConfig) -> None:
     """Given pairs whose weights are not on disk fail here, each file named, unless a library may download them."""
-    from .hub import WeightsNotFoundError, check_se_member, missing_weights
+    from .hub.load import check_se_member
+    from .hub.specs import WeightsNotFoundError
+    from .hub.weights import missing_weights
 
     for i, pair in enumerate(cfg.model.pair_specs()):  # a baseline given as se: refused before any task runs
         check_se_member(pair.se, f"model.pairs[{i}].se")

@@ -106,7 +106,8 @@ class TaskContext:
 
     def load_member(self, p: Any) -> nn.Module:
         """A given member (a load task's params) on the CPU in eval mode, checked against the data set."""
-        from ..hub import load_member, parse_member
+        from ..hub.load import load_member
+        from ..hub.parse import parse_member
         from ..names import BASELINE
 
         spec = parse_member(p.source, f"pair {p.pair} {p.member}")

@@ -44,7 +44,7 @@ def data_params(cfg: StudyConfig, seed: int, *, eval_subset: bool = True) -> dic
     if eval_subset or cfg.model.pairs:
         out["eval_size"] = d.eval_size
     if cfg.model.pairs:  # the pair's images, resized and cropped as its members' pretrained configs say
-        from ..hub import pair_geometry
+        from ..hub.preprocessing import pair_geometry
 
         out["preprocess"] = pair_geometry(cfg.model.pair_specs()[seed], f"model.pairs[{seed}]")
     return out
