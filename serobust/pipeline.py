@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .config import StudyConfig, load_study_config
+from .config.load import load_study_config
+from .config.study_config import StudyConfig
 from .io import atomic_write_json, atomic_write_text
 from .names import BASELINE
 from .runtime import deterministic_cuda, numerics_record, resolve_device

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import StudyConfig
+from ..config.study_config import StudyConfig
 
 __all__ = ["StudyCost", "estimate", "MAX_TASKS", "MAX_PASSES"]
 

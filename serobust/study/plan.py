@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import StudyConfig
+from ..config.study_config import StudyConfig
 from ..names import BASELINE, SE_MEMBER, twin_name
 
 __all__ = ["numerics", "members", "data_params", "common", "attack_table", "attack_spec", "curve_attack",

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import StudyConfig
+from ..config.study_config import StudyConfig
 from ..names import BASELINE
 from .stages import STAGES
 from .store import StudyStore

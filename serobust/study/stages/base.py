@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...config import StudyConfig, register_section
+from ...config.study_config import StudyConfig, register_section
 from ..plan import members as study_members
 from ..tasks import Task
 
