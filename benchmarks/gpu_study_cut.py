@@ -48,7 +48,7 @@ TINY = {  # --tiny: the same study shape at sizes a CPU runs in a minute or two 
 
 
 def config(path: Path, *, data_root: str | None, tiny: bool, device: str | None) -> dict:
-    from serobust.config import tomllib  # tomllib, or tomli before Python 3.11
+    from serobust.config.load import tomllib  # tomllib, or tomli before Python 3.11
 
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     if data_root:

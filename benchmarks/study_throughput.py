@@ -87,7 +87,8 @@ def _trainer(rank: int, args: argparse.Namespace, barrier, lock, q) -> None:
     import torch
 
     import serobust
-    from serobust import trainer as tr
+    from serobust.training import adversarial, schedule
+    from serobust.training import step as tr
 
     torch.set_num_threads(args.trainer_threads)
     device = serobust.runtime.resolve_device(args.device)
@@ -97,13 +98,13 @@ def _trainer(rank: int, args: argparse.Namespace, barrier, lock, q) -> None:
     model = model.to(memory_format=torch.channels_last).train()
     cfg = serobust.TrainConfig(batch_size=args.batch_size, adversarial=None if args.adversarial == "none"
                                else args.adversarial, adv_steps=args.adv_steps)
-    graphed = tr._use_cuda_graph("auto", device)
-    opt = tr._make_optimizer(model, cfg)
-    tr._set_step_mode(opt, device=device, capturable=graphed)
-    step = tr._Step(model, opt, torch.nn.CrossEntropyLoss(), device, capturable=graphed, attack=tr._Attack.of(cfg))
-    run = tr._GraphedStep(step) if graphed else step
+    graphed = tr.use_cuda_graph("auto", device)
+    opt = tr.make_optimizer(model, cfg)
+    tr.set_step_mode(opt, device=device, capturable=graphed)
+    step = tr.Step(model, opt, torch.nn.CrossEntropyLoss(), device, capturable=graphed, attack=adversarial.TrainingAttack.of(cfg))
+    run = tr.GraphedStep(step) if graphed else step
     x, y = data.train.tensors(device=device)
-    gen = tr._epoch_generator(rank, 0, device)
+    gen = schedule.epoch_generator(rank, 0, device)
     b = args.batch_size
 
     def one_step(i: int) -> None:

@@ -48,7 +48,7 @@ import torch
 import serobust
 from serobust.data import BatchAugment, DatasetBundle, ImageTensorDataset
 from serobust.runtime import resolve_device
-from serobust.trainer import TrainConfig, train
+from serobust.training import TrainConfig, train
 
 
 def load(name: str, root: str | None, train_size: int) -> DatasetBundle:

@@ -42,8 +42,8 @@ _EXPORTS: dict[str, str] = {
     "DatasetNotFoundError": "data",
     "DatasetFormatError": "data",
     # training
-    "TrainConfig": "trainer",
-    "train": "trainer",
+    "TrainConfig": "training",
+    "train": "training",
     # attacks
     "ATTACKS": "attacks",
     "Attack": "attacks",
@@ -167,5 +167,5 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the eager imports
     from .stats.criterion import Criterion  # noqa: F401
     from .stats.differences import paired_difference, robust_accuracy_table  # noqa: F401
     from .stats.intervals import bootstrap_ci, crossed_mean_ci  # noqa: F401
-    from .trainer import TrainConfig, train  # noqa: F401
     from .stats.verdict import Verdict, verdict  # noqa: F401
+    from .training import TrainConfig, train  # noqa: F401

@@ -66,7 +66,7 @@ def _os_error(e: OSError) -> int:
 
 def _check(paths: list[Path]) -> int:
     """One config: its resolved form as JSON on stdout, its size on stderr; several: one line each."""
-    from .config import load_study_config
+    from .config.load import load_study_config
     from .study.cost import estimate
 
     if len(paths) == 1:
@@ -102,8 +102,10 @@ def _warn(lines: list[str]) -> None:
 def _check_pairs(path: Path, cfg) -> list[str]:
     """Given pairs: an SE member without SE modules is an error (its architecture is built on the meta device);
     weights not on disk are one warning line per file, saying where to put it (``run`` fetches or refuses)."""
-    from .config import ConfigError
-    from .hub import MemberError, check_se_member, missing_weights
+    from .config.rules import ConfigError
+    from .hub.load import check_se_member
+    from .hub.specs import MemberError
+    from .hub.weights import missing_weights
 
     if not cfg.model.pairs:
         return []
@@ -118,7 +120,7 @@ def _check_pairs(path: Path, cfg) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .config import load_study_config
+    from .config.load import load_study_config
     from .pipeline import run_study
 
     cfg = load_study_config(args.config or DEFAULT_CONFIG)

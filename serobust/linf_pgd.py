@@ -6,7 +6,7 @@ Resistant to Adversarial Attacks", Sec. 2.1): from a start point in the eps ball
 eps around x and then onto the image range [0, 1]. The loss is a closure ``loss(x_adv) -> scalar``,
 so one loop serves
 
-* adversarial training (:func:`serobust.trainer._adversarial_batch`: PGD-AT, and FGSM with a random
+* adversarial training (:func:`serobust.training.adversarial.adversarial_batch`: PGD-AT, and FGSM with a random
   start, Wong et al. 2020, which is one step of this loop from a random start);
 * the adaptive attacks of :mod:`serobust.adaptive`, which add an excitation term to the loss or run
   it with the SE gates frozen.
@@ -38,7 +38,7 @@ def uniform_noise(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tenso
 
     Split from :func:`start_from_noise` so that a CUDA graph can replay the start: the draw happens
     outside the graph into a static buffer, the arithmetic inside it (the adversarial-training step of
-    :mod:`serobust.trainer`).
+    :mod:`serobust.training.adversarial`).
     """
     return torch.rand(x.shape, generator=generator, device=generator.device, dtype=torch.float32)  # [0, 1)
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from .config import StudyConfig, load_study_config
+from .config.load import load_study_config
+from .config.study_config import StudyConfig
 from .io import atomic_write_json, atomic_write_text
 from .names import BASELINE
 from .runtime import deterministic_cuda, numerics_record, resolve_device
@@ -128,7 +129,9 @@ def run_study(
 
 def _check_weights(cfg: StudyConfig) -> None:
     """Given pairs whose weights are not on disk fail here, each file named, unless a library may download them."""
-    from .hub import WeightsNotFoundError, check_se_member, missing_weights
+    from .hub.load import check_se_member
+    from .hub.specs import WeightsNotFoundError
+    from .hub.weights import missing_weights
 
     for i, pair in enumerate(cfg.model.pair_specs()):  # a baseline given as se: refused before any task runs
         check_se_member(pair.se, f"model.pairs[{i}].se")

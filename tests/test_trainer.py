@@ -19,11 +19,12 @@ import pytest
 import torch
 
 import serobust
-from serobust import trainer
 from serobust.data.tensors import BatchAugment
 from serobust.errors import DeviceError
 from serobust.io import CheckpointError
-from serobust.trainer import TrainConfig, _adversarial_batch, train
+from serobust.training import TrainConfig, adversarial, loop, schedule, train
+from serobust.training import step as steps
+from serobust.training.adversarial import adversarial_batch
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -103,7 +104,7 @@ def test_killed_process_resumes_to_the_same_weights(digits, tmp_path):
     cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05)
     script = textwrap.dedent(f"""
         import time, serobust
-        from serobust.trainer import TrainConfig, train
+        from serobust.training import TrainConfig, train
         data = serobust.load_dataset("digits")
         model = serobust.build_model("cnn", 10, 1, se=True, seed=0, reduction=4)
         train(model, data, TrainConfig(**{dataclasses.asdict(cfg)!r}), checkpoint_dir={str(tmp_path)!r},
@@ -151,7 +152,7 @@ def test_adversarial_training_examples_stay_in_budget(mode):
     x, y = torch.rand(16, 1, 8, 8), torch.randint(0, 10, (16,))
     cfg = TrainConfig(adversarial=mode, adv_eps="8/255", adv_steps=3)
     gen = torch.Generator().manual_seed(0)
-    x_adv = _adversarial_batch(model, x, y, cfg, gen, torch.device("cpu"))
+    x_adv = adversarial_batch(model, x, y, cfg, gen, torch.device("cpu"))
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     assert all(p.grad is None for p in model.parameters())
     with torch.no_grad():
@@ -177,13 +178,13 @@ def test_bad_config_values_name_the_key(kw, match):
 
 
 def test_schedules_reach_peak_and_decay():
-    from serobust.trainer import _lr_at
+    from serobust.training.schedule import lr_at
 
-    for schedule in ("onecycle", "cosine"):
-        cfg = TrainConfig(schedule=schedule, lr=0.1, warmup_frac=0.2)
-        lrs = [_lr_at(s, 100, cfg) for s in range(100)]
+    for name in ("onecycle", "cosine"):
+        cfg = TrainConfig(schedule=name, lr=0.1, warmup_frac=0.2)
+        lrs = [lr_at(s, 100, cfg) for s in range(100)]
         assert max(lrs) == pytest.approx(0.1) and lrs[0] < 0.02 and lrs[-1] < 0.01
-    assert _lr_at(50, 100, TrainConfig(schedule="constant", lr=0.1)) == 0.1
+    assert lr_at(50, 100, TrainConfig(schedule="constant", lr=0.1)) == 0.1
 
 
 def test_mnist5k_default_config_reaches_97_percent_for_both_twins():
@@ -204,7 +205,7 @@ def test_adversarial_batch_equals_hand_written_pgd_from_the_epoch_generator(mode
     x, y = torch.rand(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
     eps = 8 / 255
     cfg = TrainConfig(adversarial=mode, adv_eps="8/255", adv_steps=3)
-    got = _adversarial_batch(model, x, y, cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    got = adversarial_batch(model, x, y, cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
     expected_model = _model(se=True).train()  # the same weights; BatchNorm statistics move alike
     gen = torch.Generator().manual_seed(0)
     x_adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
@@ -217,7 +218,7 @@ def test_adversarial_batch_equals_hand_written_pgd_from_the_epoch_generator(mode
 
 
 def test_evaluate_accuracy_on_a_model_without_parameters_restores_its_mode():
-    from serobust.trainer import evaluate_accuracy
+    from serobust.training import evaluate_accuracy
 
     model = torch.nn.Flatten().train()  # logits are the pixels: no parameter tells the device
     x = torch.rand(10, 1, 2, 5, generator=torch.Generator().manual_seed(0))
@@ -289,11 +290,11 @@ def test_graphed_step_computes_exactly_what_the_eager_step_computes():
     results = []
     for wrap in (False, True):
         model = _model(se=True).to(memory_format=torch.channels_last).train()
-        opt = trainer._make_optimizer(model, FAST)
-        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
-        run = trainer._GraphedStep(step, warmup=2) if wrap else step
+        opt = steps.make_optimizer(model, FAST)
+        step = steps.Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+        run = steps.GraphedStep(step, warmup=2) if wrap else step
         for i, (xb, yb) in enumerate(_batches()):
-            trainer._set_lr(opt, 0.05 * (i + 1) / 9)
+            steps.set_lr(opt, 0.05 * (i + 1) / 9)
             run(xb, yb)
         results.append((model, step.loss_sum.clone(), step.correct.clone()))
         if wrap:
@@ -310,15 +311,15 @@ def _graph_mode_on_cpu(monkeypatch):
     returns the list of steps the wrapper ran."""
     calls = []
 
-    class Counted(trainer._GraphedStep):
+    class Counted(steps.GraphedStep):
         def __call__(self, xb, yb, noise=None):
             groups = self.step.opt.param_groups  # capturable also after a resume's load_state_dict
             assert all(g["fused"] is True and g["lr"] is groups[0]["lr"] for g in groups)
             calls.append(len(yb))
             super().__call__(xb, yb, noise)
 
-    monkeypatch.setattr(trainer, "_use_cuda_graph", lambda setting, device: setting != "off")
-    monkeypatch.setattr(trainer, "_GraphedStep", Counted)
+    monkeypatch.setattr(loop, "use_cuda_graph", lambda setting, device: setting != "off")
+    monkeypatch.setattr(loop, "GraphedStep", Counted)
     return calls
 
 
@@ -330,12 +331,12 @@ def test_capturable_optimizer_makes_the_same_sgd_steps(momentum):
     models = []
     for capturable in (False, True):
         model = _model(se=True).train()
-        opt = trainer._make_optimizer(model, cfg)
-        trainer._set_step_mode(opt, device=torch.device("cpu"), capturable=capturable)
+        opt = steps.make_optimizer(model, cfg)
+        steps.set_step_mode(opt, device=torch.device("cpu"), capturable=capturable)
         assert all((g["fused"] is True) == capturable for g in opt.param_groups)
-        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), capturable=capturable)
+        step = steps.Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), capturable=capturable)
         for i, (xb, yb) in enumerate(_batches(n_full=4, last=16)):
-            trainer._set_lr(opt, 0.1 * (i + 1) / 7)
+            steps.set_lr(opt, 0.1 * (i + 1) / 7)
             step(xb, yb)
         models.append(model)
     sa, sb = models[0].state_dict(), models[1].state_dict()
@@ -389,11 +390,11 @@ def test_cuda_graph_option_keys_and_devices():
         cfg = TrainConfig(cuda_graph=value)
         assert cfg.to_dict()["cuda_graph"] == value and TrainConfig(**cfg.to_dict()) == cfg
     assert TrainConfig(**TrainConfig().to_dict()) == TrainConfig()
-    assert trainer._use_cuda_graph("auto", torch.device("cpu")) is False
-    assert trainer._use_cuda_graph("off", torch.device("cuda")) is False
-    assert trainer._use_cuda_graph("auto", torch.device("cuda")) is True
+    assert steps.use_cuda_graph("auto", torch.device("cpu")) is False
+    assert steps.use_cuda_graph("off", torch.device("cuda")) is False
+    assert steps.use_cuda_graph("auto", torch.device("cuda")) is True
     with pytest.raises(DeviceError, match="cuda_graph = 'auto'"):
-        trainer._use_cuda_graph("on", torch.device("cpu"))
+        steps.use_cuda_graph("on", torch.device("cpu"))
 
 
 def test_cuda_graph_on_without_cuda_says_what_to_use(digits):
@@ -404,8 +405,8 @@ def test_cuda_graph_on_without_cuda_says_what_to_use(digits):
 def test_device_resolution_and_progress_bar_come_from_the_shared_modules(digits):
     import tqdm
 
-    assert trainer.resolve_device is serobust.runtime.resolve_device
-    assert trainer.tqdm is tqdm.tqdm  # not tqdm.auto, which warns in notebooks without ipywidgets
+    assert loop.resolve_device is serobust.runtime.resolve_device
+    assert loop.tqdm is tqdm.tqdm  # not tqdm.auto, which warns in notebooks without ipywidgets
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="cuda"):
             train(_model(), digits, FAST, device="cuda")
@@ -413,7 +414,7 @@ def test_device_resolution_and_progress_bar_come_from_the_shared_modules(digits)
 
 @needs_cuda
 def test_cuda_graph_step_is_captured_and_trains_like_eager_steps(digits, caplog):
-    with caplog.at_level(logging.INFO, logger="serobust.trainer"):
+    with caplog.at_level(logging.INFO, logger="serobust.training"):
         _, h_graph = train(_model(), digits, dataclasses.replace(FAST, cuda_graph="on"), device="cuda")
     assert "captured as a CUDA graph (batch 128)" in caplog.text
     _, h_eager = train(_model(), digits, dataclasses.replace(FAST, cuda_graph="off"), device="cuda")
@@ -427,10 +428,10 @@ def test_cuda_graph_replays_match_eager_steps_and_never_sync_the_host():
     models = []
     for wrap in (False, True):
         model = _model(se=True).to(dev, memory_format=torch.channels_last).train()
-        opt = trainer._make_optimizer(model, FAST)
-        trainer._set_step_mode(opt, device=dev, capturable=True)
-        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), dev, capturable=True)
-        run = trainer._GraphedStep(step, warmup=3) if wrap else step
+        opt = steps.make_optimizer(model, FAST)
+        steps.set_step_mode(opt, device=dev, capturable=True)
+        step = steps.Step(model, opt, torch.nn.CrossEntropyLoss(), dev, capturable=True)
+        run = steps.GraphedStep(step, warmup=3) if wrap else step
         batches = [(xb.to(dev), yb.to(dev)) for xb, yb in _batches(n_full=8)]  # 8 full, 1 smaller, 2 full
         for i, (xb, yb) in enumerate(batches):
             checked = wrap and i >= 4  # captured and replayed at batch 3: from then on no step may sync
@@ -438,7 +439,7 @@ def test_cuda_graph_replays_match_eager_steps_and_never_sync_the_host():
                 assert run.graph is not None
                 torch.cuda.set_sync_debug_mode("error")
             try:
-                trainer._set_lr(opt, 0.05 * (i + 1) / len(batches))
+                steps.set_lr(opt, 0.05 * (i + 1) / len(batches))
                 run(xb, yb)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
@@ -475,18 +476,18 @@ def test_at_step_through_the_graph_code_path_equals_the_eager_step_bit_for_bit(m
     an eager step for the smaller batch) gives the eager step's loss and weights to the last bit, and both
     equal the algorithm written out by hand."""
     cfg = TrainConfig(adversarial=mode, adv_eps="8/255", adv_steps=3)
-    attack = trainer._Attack.of(cfg)
+    attack = adversarial.TrainingAttack.of(cfg)
     assert (attack.steps, attack.alpha) == ((3, 2.5 * (8 / 255) / 3) if mode == "pgd" else (1, 1.25 * 8 / 255))
     results = []
     for how in ("eager", "graph code path", "by hand"):
         model = _model(se=True).to(memory_format=torch.channels_last).train()
-        opt = trainer._make_optimizer(model, cfg)
-        step = trainer._Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), attack=attack)
-        run = trainer._GraphedStep(step, warmup=2) if how == "graph code path" else step
+        opt = steps.make_optimizer(model, cfg)
+        step = steps.Step(model, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"), attack=attack)
+        run = steps.GraphedStep(step, warmup=2) if how == "graph code path" else step
         gen = torch.Generator().manual_seed(1)
         losses, total = [], torch.zeros(())  # the running summed loss after each step
         for i, (xb, yb) in enumerate(_batches()):
-            trainer._set_lr(opt, 0.05 * (i + 1) / 9)
+            steps.set_lr(opt, 0.05 * (i + 1) / 9)
             u = torch.rand(xb.shape, generator=gen)
             if how == "by hand":
                 total += _hand_written_at_step(model, opt, xb, yb, u, attack.eps, attack.alpha, attack.steps)
@@ -502,10 +503,10 @@ def test_at_step_through_the_graph_code_path_equals_the_eager_step_bit_for_bit(m
     assert _same_weights(m_eager, m_graph) and _same_weights(m_eager, m_hand)
     # and the attack mattered: clean training from the same start ends elsewhere
     clean = _model(se=True).to(memory_format=torch.channels_last).train()
-    opt = trainer._make_optimizer(clean, cfg)
-    plain = trainer._Step(clean, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+    opt = steps.make_optimizer(clean, cfg)
+    plain = steps.Step(clean, opt, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
     for i, (xb, yb) in enumerate(_batches()):
-        trainer._set_lr(opt, 0.05 * (i + 1) / 9)
+        steps.set_lr(opt, 0.05 * (i + 1) / 9)
         plain(xb, yb)
     assert not _same_weights(m_eager, clean)
 
@@ -513,22 +514,22 @@ def test_at_step_through_the_graph_code_path_equals_the_eager_step_bit_for_bit(m
 def test_adversarial_step_refuses_a_missing_noise_buffer():
     cfg = TrainConfig(adversarial="pgd", adv_steps=1)
     model = _model().train()
-    step = trainer._Step(model, trainer._make_optimizer(model, cfg), torch.nn.CrossEntropyLoss(),
-                         torch.device("cpu"), attack=trainer._Attack.of(cfg))
+    step = steps.Step(model, steps.make_optimizer(model, cfg), torch.nn.CrossEntropyLoss(),
+                         torch.device("cpu"), attack=adversarial.TrainingAttack.of(cfg))
     xb, yb = _batches(n_full=1)[0]
     with pytest.raises(ValueError, match="noise"):
         step(xb, yb)
-    assert trainer._Attack.of(TrainConfig()) is None
+    assert adversarial.TrainingAttack.of(TrainConfig()) is None
 
 
 def test_epoch_order_is_drawn_on_the_cpu_for_every_device():
     """The permutation comes from a CPU generator seeded by (seed, epoch) whatever the training device, so a
     seed sees the same batches on a GPU as on the CPU (the device generator only draws augmentation/noise)."""
     expected = torch.randperm(50, generator=torch.Generator().manual_seed(7 * 1_000_003 + 2))
-    cpu_gen = trainer._epoch_generator(7, 2, torch.device("cpu"))
-    assert torch.equal(trainer._epoch_order(50, 7, 2, cpu_gen), expected)
+    cpu_gen = schedule.epoch_generator(7, 2, torch.device("cpu"))
+    assert torch.equal(schedule.epoch_order(50, 7, 2, cpu_gen), expected)
     cuda_like = types.SimpleNamespace(device=torch.device("cuda"))  # never drawn from: the order is the CPU's
-    got = trainer._epoch_order(50, 7, 2, cuda_like)
+    got = schedule.epoch_order(50, 7, 2, cuda_like)
     assert got.device.type == "cpu" and torch.equal(got, expected)
 
 
@@ -547,7 +548,7 @@ class _NearlyTied(torch.nn.Module):
 
 
 def test_test_accuracy_is_scored_in_float32_even_under_autocast():
-    from serobust.trainer import evaluate_accuracy
+    from serobust.training import evaluate_accuracy
 
     model = _NearlyTied()
     x = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(1))
@@ -568,7 +569,7 @@ def test_test_accuracy_is_scored_in_float32_even_under_autocast():
 @pytest.mark.parametrize("mode", ["pgd", "fgsm_rs"])
 def test_cuda_graphed_adversarial_training_agrees_with_eager_within_noise(digits, caplog, mode):
     cfg = dataclasses.replace(FAST, adversarial=mode, adv_eps=0.1, adv_steps=3)
-    with caplog.at_level(logging.INFO, logger="serobust.trainer"):
+    with caplog.at_level(logging.INFO, logger="serobust.training"):
         _, h_graph = train(_model(), digits, dataclasses.replace(cfg, cuda_graph="on"), device="cuda")
     assert "captured as a CUDA graph (batch 128)" in caplog.text
     _, h_eager = train(_model(), digits, dataclasses.replace(cfg, cuda_graph="off"), device="cuda")

@@ -143,7 +143,8 @@ def _decode_images(files: Sequence[Path]) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()  # (N, H, W, 3) -> (N, 3, H, W)
 
 
-def load_imagefolder(path: Path, root: Path):
+def _test_split(path: Path) -> str:
+    """The name of the folder's test split (``test``, else ``val``), after checking the folder and its ``train``."""
     if not path.is_dir():
         raise DatasetNotFoundError(
             f"image folder {path} does not exist; pass path= pointing at a folder with train/<class>/<image> "
@@ -155,7 +156,11 @@ def load_imagefolder(path: Path, root: Path):
         raise DatasetNotFoundError(
             f"image folder {path} needs subfolders 'train' and 'test' (or 'val'), found {subdirs or 'none'}"
         )
-    listing = {split: _list_split(path / d) for split, d in (("train", "train"), ("test", test_name))}
+    return test_name
+
+
+def _classes(path: Path, test_name: str, listing: dict[str, dict[str, list[Path]]]) -> tuple[str, ...]:
+    """The classes (those with training images, sorted); an error for a test-only class or fewer than two."""
     classes = tuple(sorted(c for c, found in listing["train"].items() if found))
     test_only = sorted(c for c, found in listing["test"].items() if found and c not in classes)
     if test_only:
@@ -170,7 +175,13 @@ def load_imagefolder(path: Path, root: Path):
         )
     if set(classes) != {c for c, found in listing["test"].items() if found}:
         warnings.warn(f"{path}: some classes have no {test_name} images; their accuracy is not measured",
-                      stacklevel=3)
+                      stacklevel=4)  # the caller of load_imagefolder
+    return classes
+
+
+def _files_and_labels(path: Path, test_name: str, classes: tuple[str, ...],
+                      listing: dict[str, dict[str, list[Path]]]) -> tuple[dict[str, list[Path]], dict[str, list[int]]]:
+    """Per split, the image files in class order and their class indices; an error for an empty split."""
     files: dict[str, list[Path]] = {}
     labels: dict[str, list[int]] = {}
     for split, by_class in listing.items():
@@ -179,14 +190,22 @@ def load_imagefolder(path: Path, root: Path):
         if not files[split]:
             folder = path / ("train" if split == "train" else test_name)
             raise DatasetNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}/<class>/")
+    return files, labels
 
+
+def _cache_path(path: Path, root: Path, files: dict[str, list[Path]]) -> Path:
+    """The decoded-image cache file, keyed by the folder and every file's name, size and modification time."""
     digest = hashlib.sha256(f"v{_CACHE_VERSION}\n{path.resolve()}\n".encode())
     for split in ("train", "test"):
         for f in files[split]:
             st = f.stat()
             digest.update(f"{split}\t{f.relative_to(path)}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-    cache_path = root / "imagefolder-cache" / f"{digest.hexdigest()[:24]}.pt"
+    return root / "imagefolder-cache" / f"{digest.hexdigest()[:24]}.pt"
 
+
+def _images(path: Path, cache_path: Path, files: dict[str, list[Path]],
+            classes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """Both splits' images: from the cache when readable, else decoded (and cached, best effort)."""
     cached = None
     if cache_path.is_file():
         try:
@@ -195,24 +214,35 @@ def load_imagefolder(path: Path, root: Path):
             logger.warning("ignoring unreadable image cache %s (%s); decoding again", cache_path, e)
     if cached is not None:
         logger.info("loaded image folder %s from cache %s", path, cache_path)
-        images = {"train": cached["train_images"], "test": cached["test_images"]}
-    else:
-        t0 = time.perf_counter()
-        n_train = len(files["train"])
-        both = _decode_images(files["train"] + files["test"])  # one pool, one common size for both splits
-        images = {"train": both[:n_train].clone(), "test": both[n_train:].clone()}
-        logger.info("decoded %d images from %s in %.1f s", len(both), path, time.perf_counter() - t0)
-        payload = {
-            "format": "serobust", "kind": "imagefolder-cache", "path": str(path.resolve()), "classes": list(classes),
-            "train_images": images["train"], "test_images": images["test"],
-        }
-        try:
-            atomic_torch_save(payload, cache_path)
-            logger.info("cached decoded images to %s", cache_path)
-        except OSError as e:
-            warnings.warn(f"could not write the image cache {cache_path} ({e}); the next load decodes again", stacklevel=3)
+        return {"train": cached["train_images"], "test": cached["test_images"]}
+    t0 = time.perf_counter()
+    n_train = len(files["train"])
+    both = _decode_images(files["train"] + files["test"])  # one pool, one common size for both splits
+    images = {"train": both[:n_train].clone(), "test": both[n_train:].clone()}
+    logger.info("decoded %d images from %s in %.1f s", len(both), path, time.perf_counter() - t0)
+    payload = {
+        "format": "serobust", "kind": "imagefolder-cache", "path": str(path.resolve()), "classes": list(classes),
+        "train_images": images["train"], "test_images": images["test"],
+    }
+    try:
+        atomic_torch_save(payload, cache_path)
+        logger.info("cached decoded images to %s", cache_path)
+    except OSError as e:
+        warnings.warn(f"could not write the image cache {cache_path} ({e}); the next load decodes again",
+                      stacklevel=4)  # the caller of load_imagefolder
+    return images
+
+
+def load_imagefolder(path: Path, root: Path):
+    """An image-folder dataset (``train/<class>/<image>`` and ``test/`` or ``val/``): (train, test, classes,
+    augmentation), the decoded images cached under ``root`` (named steps: :func:`_test_split`,
+    :func:`_classes`, :func:`_files_and_labels`, :func:`_cache_path`, :func:`_images`)."""
+    test_name = _test_split(path)
+    listing = {split: _list_split(path / d) for split, d in (("train", "train"), ("test", test_name))}
+    classes = _classes(path, test_name, listing)
+    files, labels = _files_and_labels(path, test_name, classes, listing)
+    images = _images(path, _cache_path(path, root, files), files, classes)
     train = ImageTensorDataset(images["train"], torch.tensor(labels["train"], dtype=torch.int64))
     test = ImageTensorDataset(images["test"], torch.tensor(labels["test"], dtype=torch.int64))
     h, w = train.shape[1:]
     return train, test, classes, BatchAugment(padding=max(min(h, w) // 8, 0), flip=True)
-

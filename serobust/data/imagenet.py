@@ -147,7 +147,7 @@ def _decode(files: list[Path], geometry: Mapping[str, Any]) -> torch.Tensor:
     """uint8 (N, 3, S, S): each image resized and center-cropped (:func:`serobust.hub.resize_crop`)."""
     from PIL import Image, UnidentifiedImageError
 
-    from ..hub import resize_crop
+    from ..hub.preprocessing import resize_crop
 
     def one(f: Path) -> torch.Tensor:
         try:

@@ -113,7 +113,8 @@ class TaskContext:
 
     def load_member(self, p: Any) -> nn.Module:
         """A given member (a load task's params) on the CPU in eval mode, checked against the data set."""
-        from ..hub import load_member, parse_member
+        from ..hub.load import load_member
+        from ..hub.parse import parse_member
         from ..names import BASELINE
 
         spec = parse_member(p.source, f"pair {p.pair} {p.member}")
@@ -167,9 +168,9 @@ class TaskContext:
 
 def _train_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     """A training config as the trainer compares it on resume (JSON round trip: tuples become lists)."""
-    from ..trainer import _identity
+    from ..training.checkpoint import identity
 
-    return json.loads(json.dumps(_identity(dict(config)), default=str))
+    return json.loads(json.dumps(identity(dict(config)), default=str))
 
 
 _CONTEXTS: dict[WorkerEnv, TaskContext] = {}

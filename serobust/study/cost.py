@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..config import StudyConfig
+from ..config.study_config import StudyConfig
 
 __all__ = ["StudyCost", "estimate", "MAX_TASKS", "MAX_PASSES"]
 

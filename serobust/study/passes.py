@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import StudyConfig
+from ..config.study_config import StudyConfig
 
 __all__ = ["Sizes", "sizes", "attack_passes", "positive"]
 

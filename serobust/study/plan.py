@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..config import StudyConfig
+from ..config.study_config import StudyConfig
 from ..names import BASELINE, SE_MEMBER, twin_name
 
 __all__ = ["Numerics", "DataParams", "EvalData", "PairData", "numerics", "members", "data_params", "common",
@@ -97,7 +97,7 @@ def data_params(cfg: StudyConfig, seed: int, *, eval_subset: bool = True) -> Dat
     d = cfg.data
     source = {"name": d.name, "root": d.root, "path": d.path, "download": d.download, "train_size": d.train_size}
     if cfg.model.pairs:  # the pair's images, resized and cropped as its members' pretrained configs say
-        from ..hub import pair_geometry
+        from ..hub.preprocessing import pair_geometry
 
         geometry = pair_geometry(cfg.model.pair_specs()[seed], f"model.pairs[{seed}]")
         return PairData(**source, eval_size=d.eval_size, preprocess=geometry)

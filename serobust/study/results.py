@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import StudyConfig
+from ..config.study_config import StudyConfig
 from ..names import BASELINE
 from ..stats.summaries import SHIFT_QUANTITIES, summary_table
 from .stages import STAGES

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ...config import StudyConfig
+from ...config.study_config import StudyConfig
 from ..passes import Sizes, attack_passes
 from ..plan import attack_spec, attack_table, common, curve_attack, implementations, options
 from ..tasks import Task

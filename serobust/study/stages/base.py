@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...config import StudyConfig, register_section
+from ...config.study_config import StudyConfig, register_section
 from ..passes import Sizes
 from ..plan import EvalData, Numerics
 from ..plan import members as study_members

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...config import StudyConfig
+from ...config.study_config import StudyConfig
 from ...names import BASELINE
 from ..passes import Sizes
 from ..plan import common, implementations, options

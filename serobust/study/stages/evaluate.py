@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ...config import StudyConfig
+from ...config.study_config import StudyConfig
 from ..passes import Sizes, attack_passes, positive
 from ..plan import attack_spec, common, implementations, options
 from ..tasks import Task

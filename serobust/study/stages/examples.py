@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...config import StudyConfig
+from ...config.study_config import StudyConfig
 from ..passes import Sizes, attack_passes
 from ..plan import EvalData, Numerics, attack_spec, curve_attack, data_params, implementations
 from ..tasks import Task

@@ -37,7 +37,7 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     A user's file (``weights``, TorchScript) enters the key by its digest; a library's pretrained weights are
     pinned by their name (timm's tag, torchvision's enum, pytorchcv's hash in the file name), so downloading
     them does not change the key."""
-    from ...hub import weights_file
+    from ...hub.weights import weights_file
 
     cfg = study.cfg
     if not cfg.model.pairs:
@@ -69,7 +69,9 @@ def _sha256(path) -> str:
 def run(ctx, p: LoadParams, inputs, folder):
     """A given member loaded and checked: it fits the data (class count, input size; an SE member must have SE
     modules); records what the report shows beside it: parameters, SE blocks, the preprocessing of its weights."""
-    from ...hub import MemberError, parse_member, preprocess
+    from ...hub.parse import parse_member
+    from ...hub.preprocessing import preprocess
+    from ...hub.specs import MemberError
     from ...excitation.adapters import NoSEModuleError, find_se_modules
 
     spec = parse_member(p.source, f"pair {p.pair} {p.member}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...config import StudyConfig
+from ...config.study_config import StudyConfig
 from ..passes import Sizes, attack_passes
 from ..plan import attack_spec, common, curve_attack, implementations, options
 from ..tasks import Task

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ...config import StudyConfig
+from ...config.study_config import StudyConfig
 from ...names import BASELINE
 from ..passes import Sizes, attack_passes
 from ..plan import attack_spec, attack_table, common, implementations, options

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...config import StudyConfig
+from ...config.study_config import StudyConfig
 from ...names import BASELINE
-from ...trainer import TrainConfig
+from ...training.config import TrainConfig
 from ..passes import Sizes
 from ..plan import DataParams, Numerics, data_params
 from ..tasks import Task
@@ -59,7 +59,7 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
 
 def run(ctx, p: TrainParams, inputs, folder):
     """One member trained for one seed; ``folder/last.pt`` is written every epoch, so a killed run resumes."""
-    from ...trainer import train
+    from ...training.loop import train
 
     model = ctx.build_model(p.model, p.data, seed=p.seed)
     _, history = train(model, ctx.dataset(p.data), p.train, checkpoint_dir=folder, device=ctx.device,
