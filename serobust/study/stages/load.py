@@ -69,10 +69,10 @@ def _sha256(path) -> str:
 def run(ctx, p: LoadParams, inputs, folder):
     """A given member loaded and checked: it fits the data (class count, input size; an SE member must have SE
     modules); records what the report shows beside it: parameters, SE blocks, the preprocessing of its weights."""
+    from ...excitation.adapters import NoSEModuleError, find_se_modules
     from ...hub.parse import parse_member
     from ...hub.preprocessing import preprocess
     from ...hub.specs import MemberError
-    from ...excitation.adapters import NoSEModuleError, find_se_modules
 
     spec = parse_member(p.source, f"pair {p.pair} {p.member}")
     bundle = ctx.dataset(p.data)

@@ -57,8 +57,8 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
 def run(ctx, p: ProbeParams, inputs, folder):
     """Excitation shift of the twin under the attack vs random controls, and feature sensitivity of both."""
     from ...attacks import generate
-    from ...excitation.shift import excitation_shift, shift_analysis
     from ...excitation.sensitivity import feature_sensitivity, matched_layers
+    from ...excitation.shift import excitation_shift, shift_analysis
 
     cfg = p.probe
     twin, base = inputs["model"], inputs["baseline"]
