@@ -27,29 +27,23 @@ from serobust.attacks import (
     evaluate_transfer,
     generate,
 )
+from serobust.attacks.base import implementation
 from serobust.attacks.cw import _CW
 from serobust.attacks.restarts import best_of
 from serobust.errors import InputError
 
-# cheap settings of every registered attack (the invariants below run each on two models)
-CHEAP = {
-    "fgsm": attack("fgsm"),
-    "pgd": attack("pgd", steps=3),
-    "pgd_restarts": attack("pgd", steps=2, n_restarts=2),
-    "pgd_l2": attack("pgd_l2", steps=3),
-    "apgd_ce": attack("apgd_ce", steps=3),
-    "apgd_ce_l2": attack("apgd_ce", steps=3, norm="L2"),
-    "square": attack("square", n_queries=10),
-    "autoattack": attack("autoattack", apgd_steps=2, apgdt_steps=2, n_target_classes=3, fab_steps=2,
-                         square_queries=5),
-    "noise": attack("noise", n_samples=2),
-    "cw": attack("cw", steps=8, c=5.0, lr=0.05),
-}
 EPS = {"Linf": 0.1, "L2": 0.5}
 
 
-def test_every_registered_attack_has_a_cheap_setting():
-    assert {spec.name for spec in CHEAP.values()} == set(ATTACKS)
+def cheap(name: str, **extra: object) -> AttackSpec:
+    """Attack ``name`` with its own cheap test options (``Attack.cheap``), ``extra`` on top."""
+    return attack(name, **{**implementation(name).cheap, **extra})
+
+
+# every registered attack with its cheap options (the invariants below run each on two models), and variants
+# that reach more code: restarts (best of several runs) and APGD in the L2 ball
+CASES = {**{name: (name, {}) for name in ATTACKS},
+         "pgd_restarts": ("pgd", {"steps": 2, "n_restarts": 2}), "apgd_ce_l2": ("apgd_ce", {"norm": "L2"})}
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +129,11 @@ def test_fgsm_equals_plain_pytorch(base, digits_small):
 # invariants over every attack and two models
 # --------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", list(CHEAP))
+@pytest.mark.parametrize("key", list(CASES))
 def test_invariants(key, model_and_data):
     model, (x, y) = model_and_data
-    spec = CHEAP[key]
+    name, extra = CASES[key]
+    spec = cheap(name, **extra)
     eps = EPS[spec.norm]
     # mixed modes, a frozen parameter and existing .grad: all must come back untouched
     model.train()
@@ -205,7 +200,7 @@ def test_invariants(key, model_and_data):
 
 @pytest.mark.parametrize("key", ["pgd", "square", "apgd_ce", "noise"])
 def test_reproducible_with_seed(key, base, digits_small):
-    spec = CHEAP[key]
+    spec = cheap(key)
     a = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
     b = evaluate(base, digits_small, spec, 0.1, seed=3, return_examples=True)
     pd.testing.assert_frame_equal(a.summary, b.summary)
@@ -237,13 +232,13 @@ def test_generate_eps_zero_returns_a_copy(base, digits_small):
 
 
 def test_worst_case_is_every_attack_failing(base, digits_small):
-    specs = ["fgsm", CHEAP["pgd"], CHEAP["noise"]]
+    specs = ["fgsm", cheap("pgd"), cheap("noise")]
     result = evaluate(base, digits_small, specs, [0.05, 0.15], per_example=True)
     summary, per_ex = result.summary, result.per_example
     for e in (0.05, 0.15):
         at = per_ex[per_ex["eps"] == e]
         flags = [at[at["attack"] == lab].sort_values("index")["robust_correct"].to_numpy()
-                 for lab in ("fgsm", CHEAP["pgd"].label, CHEAP["noise"].label)]
+                 for lab in ("fgsm", cheap("pgd").label, cheap("noise").label)]
         worst = at[at["attack"] == "worst_case"].sort_values("index")["robust_correct"].to_numpy()
         assert np.array_equal(worst, np.logical_and.reduce(flags))
         rows = summary[summary["eps"] == e].set_index("attack")["robust_acc"]
@@ -284,10 +279,10 @@ def test_eps_strings_and_l2_radius(base, digits_small):
     summary = evaluate(base, digits_small, ["fgsm"], ["8/255"]).summary
     assert summary["eps"].iloc[0] == pytest.approx(8 / 255)
     # an L2 radius may exceed 1 (up to sqrt(C*H*W) = 8 for 1x8x8)
-    summary = evaluate(base, digits_small, CHEAP["pgd_l2"], [1.5]).summary
+    summary = evaluate(base, digits_small, cheap("pgd_l2"), [1.5]).summary
     assert summary["l2_mean"].iloc[0] <= 1.5 + 1e-5 and summary["norm"].iloc[0] == "L2"
     with pytest.raises(ValueError, match="diameter"):
-        evaluate(base, digits_small, CHEAP["pgd_l2"], [9.0])
+        evaluate(base, digits_small, cheap("pgd_l2"), [9.0])
 
 
 @pytest.mark.parametrize("bad, match", [(-0.1, ">= 0"), (1.5, "<= 1"), (float("nan"), "NaN"), ("8/0", "not a number"),
@@ -393,8 +388,8 @@ def test_evaluate_returns_one_result_type_whatever_the_flags(base, digits_small)
 
 
 def test_autocast_on_cpu_is_ignored_with_a_note(base, digits_small):
-    plain = evaluate(base, digits_small, CHEAP["pgd"], 0.1).summary
-    cast = evaluate(base, digits_small, CHEAP["pgd"], 0.1, autocast=True).summary
+    plain = evaluate(base, digits_small, cheap("pgd"), 0.1).summary
+    cast = evaluate(base, digits_small, cheap("pgd"), 0.1, autocast=True).summary
     assert cast["notes"].str.contains("autocast ignored").all()
     pd.testing.assert_frame_equal(plain.drop(columns="notes"), cast.drop(columns="notes"))
 
@@ -409,7 +404,7 @@ def test_progress_bar(base, digits_small, capsys):
 def test_transfer_matches_independent_runs(trained_digits_pair, digits_small):
     base, se = trained_digits_pair
     x, y = digits_small
-    spec = CHEAP["pgd"]
+    spec = cheap("pgd")
     result = evaluate_transfer(base, se, (x, y), spec, [0, 0.1], batch_size=40, per_example=True)
     summary, per_ex = result.summary, result.per_example
     assert result.examples is None  # a transfer keeps no examples
@@ -439,7 +434,7 @@ def test_model_without_parameters_works(digits_small):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        summary = evaluate(Fixed(), (x, y), CHEAP["pgd"], 0.1).summary
+        summary = evaluate(Fixed(), (x, y), cheap("pgd"), 0.1).summary
     assert math.isfinite(summary["robust_acc"].iloc[0])
 
 
@@ -490,7 +485,7 @@ def test_input_gradient_diagnostics_can_be_skipped(base, digits_small):
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_every_registered_attack_is_reproducible_and_generate_matches(name, base, digits_small):
     x, y = digits_small[0][:40], digits_small[1][:40]
-    spec = CHEAP[name]
+    spec = cheap(name)
     eps = EPS[spec.norm]
     result = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, per_example=True, return_examples=True)
     per_ex, ex_a = result.per_example, result.examples
@@ -546,7 +541,7 @@ class _Brightness(nn.Module):
 def test_transfer_of_a_minimum_norm_attack_matches_independent_runs(trained_digits_pair, digits_small):
     base, se = trained_digits_pair
     x, y = digits_small[0][:40], digits_small[1][:40]
-    spec, radii = CHEAP["cw"], [0, 0.5, 1.5]
+    spec, radii = cheap("cw"), [0, 0.5, 1.5]
     summary = evaluate_transfer(base, se, (x, y), spec, radii, batch_size=20).summary
     src = evaluate(base, (x, y), spec, radii, batch_size=20).summary
     tgt = evaluate(se, (x, y), spec, radii, batch_size=20).summary
@@ -586,9 +581,9 @@ def test_a_bad_later_batch_raises_input_error_naming_it(fn, bad, match, base, di
         x[64:] = x[64:] * 255
     with pytest.raises(InputError, match=rf"batch 2, examples 64\.\.95.*{match}|{match}.*batch 2"):
         if fn == "evaluate":
-            evaluate(base, (x, y), ["fgsm", CHEAP["pgd"]], 0.1, batch_size=32)
+            evaluate(base, (x, y), ["fgsm", cheap("pgd")], 0.1, batch_size=32)
         else:
-            generate(base, x, y, CHEAP["pgd"], 0.1, batch_size=32)
+            generate(base, x, y, cheap("pgd"), 0.1, batch_size=32)
 
 
 def test_a_bad_later_label_raises_input_error_naming_it(base, digits_small):

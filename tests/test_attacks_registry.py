@@ -28,6 +28,7 @@ from serobust.attacks import (
     register_attack,
     unregister_attack,
 )
+from serobust.attacks.base import implementation
 
 
 class TwoStepFGSM(Attack):
@@ -140,6 +141,95 @@ def test_register_validates_the_class(registered):
     unregister_attack("tmp_attack")
     with pytest.raises(ValueError, match="unknown attack"):
         attack("tmp_attack")
+
+
+# --------------------------------------------------------------------------------------------------------
+# display names, cheap options and labels read back
+# --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, name", [
+    (attack("pgd"), "PGD-10"), (attack("pgd", steps=50, n_restarts=5), "PGD-50, 5 restarts"),
+    (attack("pgd", random_start=False, steps=20), "PGD-20 (no random start)"), (attack("pgd_l2"), "PGD-L2-10"),
+    (attack("apgd_ce"), "APGD-CE-100"), (attack("apgd_ce", loss="dlr", steps=20, n_restarts=2), "APGD-DLR-20, 2 restarts"),
+    (attack("square", n_queries=100, n_restarts=2), "Square (100 queries)"), (attack("autoattack"), "AutoAttack"),
+    (attack("autoattack", version="fast", fab_steps=3), "AutoAttack (fast)"), (attack("fgsm"), "FGSM"),
+    (attack("cw", steps=8), "CW-L2"), (attack("noise", n_samples=3), "random sign noise"),
+])
+def test_each_family_names_its_configured_attack_as_the_report_always_did(spec, name):
+    assert spec.display == name
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_every_registered_attack_has_a_display_name_and_cheap_options_that_validate(name):
+    impl = implementation(name)
+    spec = attack(name, **impl.cheap)  # the options pass the rules and the family's cross-option checks
+    assert dict(spec.options) == {k: impl.rules[k](k, v) for k, v in impl.cheap.items()}
+    assert set(spec.config) == set(impl.defaults)
+    for s in (attack(name), spec):
+        assert isinstance(s.display, str) and s.display.strip() and s.display == impl.display(s.config)
+    assert isinstance(impl.title, str) and impl.title.strip()
+
+
+def test_display_title_and_cheap_of_a_runtime_attack(registered):
+    registered(TwoStepFGSM)
+    assert TwoStepFGSM.title == "FGSM2" and attack("fgsm2", steps=3).display == "FGSM2-3"  # name upper-cased
+    assert TwoStepFGSM.cheap == {}
+
+    @registered
+    class Titled(TwoStepFGSM):
+        name = "titled"
+        title = "iFGSM"
+        cheap = {"steps": 1}
+
+    @registered
+    class Renamed(Titled):  # another attack under another name: not the parent's title
+        name = "renamed"
+
+    assert attack("titled").display == "iFGSM-2" and attack("renamed", steps=4).display == "RENAMED-4"
+    assert AttackSpec.from_label("titled(steps=1)") == attack("titled", **Titled.cheap)
+
+
+def test_register_checks_title_and_cheap(registered):
+    def family(**attrs):
+        return type("Tmp", (TwoStepFGSM,), {"name": "tmp_attack", **attrs})
+
+    with pytest.raises(ValueError, match="title must be"):
+        register_attack(family(title=" "))
+    with pytest.raises(TypeError, match="cheap option 'stepz' is not an option; options: steps"):
+        register_attack(family(cheap={"stepz": 1}))
+    with pytest.raises(ValueError, match="cheap value of 'steps' fails its rule"):
+        register_attack(family(cheap={"steps": 0}))
+    assert "tmp_attack" not in ATTACKS
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+def test_from_label_is_the_inverse_of_label(name):
+    impl = implementation(name)
+    for options in ({}, dict(impl.defaults), dict(impl.cheap)):
+        spec = attack(name, **options)
+        back = AttackSpec.from_label(spec.label)
+        assert back == spec and back.label == spec.label and back.config == spec.config
+
+
+def test_from_label_reads_literals_and_rejects_what_is_not_a_label():
+    spec = AttackSpec.from_label(" apgd_ce(loss='dlr', norm=\"L2\", steps=7) ")
+    assert spec == attack("apgd_ce", loss="dlr", norm="L2", steps=7)
+    assert AttackSpec.from_label("pgd(alpha=None, random_start=False, steps=5)") == attack(
+        "pgd", alpha=None, random_start=False, steps=5)
+    assert AttackSpec.from_label("cw(kappa=0, c=5)").config["c"] == 5.0  # ints read back as the floats written
+    assert AttackSpec.from_label("PGD") == attack("pgd")
+    for unknown in ("my_attack(x=1)", "worst_case", "excitation_pgd_v0(steps=3)"):
+        assert AttackSpec.from_label(unknown) is None
+    for bad in ("pgd(", "pgd(3)", "pgd(steps=int('3'))", "pgd(steps=1, steps=2)", "pgd.x", "pgd(**o)", "",
+                "pgd(steps=3) + 1"):
+        with pytest.raises(ValueError, match="an attack label is a name or a call"):
+            AttackSpec.from_label(bad)
+    with pytest.raises(TypeError, match="valid options"):
+        AttackSpec.from_label("pgd(stepz=3)")  # a registered attack, an option it does not have
+    with pytest.raises(ValueError, match=">= 1"):
+        AttackSpec.from_label("pgd(steps=0)")
+    with pytest.raises(TypeError, match="got int"):
+        AttackSpec.from_label(3)  # type: ignore[arg-type]
 
 
 def test_a_broken_attack_is_caught_by_the_sanity_checks(registered, base, small):

@@ -30,8 +30,10 @@ from .base import Attack, int_rule, register_attack
 @register_attack
 class TwoStepFGSM(Attack):
     name = "fgsm2"
+    title = "iFGSM"  # the report's name: fgsm2(steps=3) reads "iFGSM-3"
     defaults = {"steps": 2}
     rules = {"steps": int_rule(1)}
+    cheap = {"steps": 1}  # what unit tests run
 
     def budget(self, config, *, eps, num_classes):
         return f"{config['steps']} steps of eps/{config['steps']}, no random start"
@@ -244,6 +246,8 @@ def test_the_study_uses_all_three(extended):
     assert "s_l1_change" in shift.columns and shift["s_l1_change"].notna().all()  # the new metric's column
     assert (shift["s_l1_change"] >= 0).all()
     assert set(shift["block"]) == {"blocks.0.se", "blocks.1.se"}  # the new architecture's SE blocks
+    page = (root / "out" / "index.html").read_text()
+    assert "iFGSM-2" in page and "PGD-3" in page  # the report names the new attack by its own display
 
 
 def test_the_new_stage_runs_and_its_table_reaches_the_report(extended):

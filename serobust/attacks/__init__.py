@@ -14,7 +14,7 @@ keep torchattacks' names. Wherever an attack is asked for, a name or an :class:`
 The package, one idea per module:
 
 * ``base``: the :class:`Attack` base class, :func:`register_attack`, :data:`ATTACKS`,
-  :class:`AttackSpec`, :func:`attack`, the option rules;
+  :class:`AttackSpec`, :func:`attack`; ``rules``: the option rules (:func:`int_rule`, ...);
 * one module per attack family: ``fgsm``, ``pgd``, ``pgd_l2``, ``apgd`` (``apgd_ce``), ``square``,
   ``autoattack``, ``noise`` (a random-sign control), ``cw`` (Carlini-Wagner L2, minimum-norm);
 * ``harness`` (:func:`generate`, :func:`evaluate`), ``transfer`` (:func:`evaluate_transfer`), both over
@@ -39,22 +39,15 @@ from .base import (
     NORMS,
     Attack,
     AttackSpec,
-    Rule,
     Runner,
-    alpha_rule,
     attack,
     attack_identity,
-    bool_rule,
-    choice_rule,
-    float_rule,
-    int_rule,
-    optional,
     register_attack,
-    unit_rule,
     unregister_attack,
 )
 from .evaluation import Evaluation
 from .harness import PER_EXAMPLE_COLUMNS, SUMMARY_COLUMNS, evaluate, generate
+from .rules import Rule, alpha_rule, bool_rule, choice_rule, float_rule, int_rule, optional, unit_rule
 from .transfer import TRANSFER_COLUMNS, TRANSFER_PER_EXAMPLE_COLUMNS, evaluate_transfer
 
 __all__ = [

@@ -13,7 +13,8 @@ from typing import Any
 import torchattacks
 from torch import nn
 
-from .base import NORMS, Attack, Runner, choice_rule, int_rule, register_attack, unit_rule
+from .base import NORMS, Attack, Runner, common_display, register_attack
+from .rules import choice_rule, int_rule, unit_rule
 
 
 @register_attack
@@ -25,6 +26,12 @@ class APGDCE(Attack):
     defaults = {"steps": 100, "n_restarts": 1, "loss": "ce", "norm": "Linf", "rho": 0.75, "eot_iter": 1}
     rules = {"steps": int_rule(1), "n_restarts": int_rule(1), "loss": choice_rule(("ce", "dlr")),
              "norm": choice_rule(NORMS), "rho": unit_rule, "eot_iter": int_rule(1)}
+    title = "APGD-CE"
+    cheap = {"steps": 3}
+
+    def display(self, config: Mapping[str, Any]) -> str:
+        """APGD-CE-100 or APGD-DLR-100: the loss names the attack."""
+        return common_display(f"APGD-{config['loss'].upper()}", config)
 
     def budget(self, config: Mapping[str, Any], *, eps: float | None, num_classes: int | None) -> str:
         eot = f", EOT {config['eot_iter']}" if config["eot_iter"] > 1 else ""

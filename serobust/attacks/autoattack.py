@@ -20,7 +20,8 @@ import torch
 import torchattacks
 from torch import nn
 
-from .base import NORMS, Attack, Runner, choice_rule, int_rule, optional, register_attack
+from .base import NORMS, Attack, Runner, register_attack
+from .rules import choice_rule, int_rule, optional
 
 __all__ = ["PRESETS", "AutoAttack", "components"]
 
@@ -106,6 +107,12 @@ class AutoAttack(Attack):
              "apgd_steps": optional(int_rule(0)), "apgdt_steps": optional(int_rule(0)),
              "n_target_classes": optional(int_rule(1)), "fab_steps": optional(int_rule(0)),
              "square_queries": optional(int_rule(0))}
+    title = "AutoAttack"
+    cheap = {"apgd_steps": 2, "apgdt_steps": 2, "n_target_classes": 3, "fab_steps": 2, "square_queries": 5}
+
+    def display(self, config: Mapping[str, Any]) -> str:
+        """AutoAttack for the standard evaluation, AutoAttack (fast) for the lighter preset."""
+        return self.title if config["version"] == "standard" else f"{self.title} ({config['version']})"
 
     def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
         for key, value in PRESETS[config["version"]].items():

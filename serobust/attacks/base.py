@@ -1,10 +1,12 @@
 """What an attack is to serobust: one :class:`Attack` subclass per family, a registry, and named specs.
 
-An attack family says everything the harness needs about it in one class: its ``name``, its
-``defaults`` (torchattacks' option names), one validation ``rule`` per option, its ``norm`` (fixed, or
-read from a ``norm`` option), a ``budget`` description (the ``budget`` column of the results) and a
-``runner`` that turns a model and a budget into ``(x, y) -> x_adv``. ``@register_attack`` makes the
-class available by name everywhere an attack is asked for (``evaluate(model, data, "my_attack", ...)``,
+An attack family says everything the harness, the report and the tests need about it in one class: its
+``name``, its ``defaults`` (torchattacks' option names), one validation ``rule`` per option (from
+:mod:`~serobust.attacks.rules`, re-exported here), its ``norm`` (fixed, or read from a ``norm`` option),
+a ``budget`` description (the ``budget`` column of the results), a ``runner`` that turns a model and a
+budget into ``(x, y) -> x_adv``, its ``title`` (``display`` names a configured attack in the report,
+``iFGSM-2``) and ``cheap`` options for unit tests. ``@register_attack`` makes the class available by
+name everywhere an attack is asked for (``evaluate(model, data, "my_attack", ...)``,
 ``attack("my_attack", steps=3)``, study configs, ``masking_diagnostics(extra_attacks=...)``)::
 
     import torchattacks
@@ -14,8 +16,10 @@ class available by name everywhere an attack is asked for (``evaluate(model, dat
     class TwoStepFGSM(Attack):
         '''Two signed-gradient steps of eps / 2 (a cheap iterative baseline).'''
         name = "fgsm2"
+        title = "iFGSM"  # the report writes fgsm2(steps=3) as "iFGSM-3"
         defaults = {"steps": 2}
         rules = {"steps": int_rule(1)}
+        cheap = {"steps": 1}
 
         def budget(self, config, *, eps, num_classes):
             return f"{config['steps']} steps of eps/{config['steps']}, no random start"
@@ -33,133 +37,47 @@ perturbation that fools and have no budget: the harness runs them once per batch
 ``norm``); an example whose perturbation is larger, or that the attack did not fool, keeps its clean input.
 
 :class:`AttackSpec` (built with :func:`attack`) is one attack with its options: validated at
-construction, hashable, labelled ``name(k=v, ...)`` in every result table.
+construction, hashable, labelled ``name(k=v, ...)`` in every result table (``AttackSpec.from_label``
+reads a label back) and named for readers by ``display``.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
+import ast
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
-from ..eps import parse_eps
 from ..names import WORST_CASE
 
+# the option rules, re-exported so that an attack file needs one import (``from .base import ...``)
+from .rules import (
+    Rule,
+    alpha_rule,
+    bool_rule,
+    choice_rule,
+    float_rule,
+    int_rule,
+    optional,
+    unit_rule,
+)
+
 __all__ = [
-    "Attack",
-    "ATTACKS",
-    "AttackSpec",
-    "attack",
-    "register_attack",
-    "unregister_attack",
-    "implementation",
-    "NORMS",
-    "Rule",
-    "Runner",
-    "int_rule",
-    "bool_rule",
-    "alpha_rule",
-    "unit_rule",
-    "float_rule",
-    "choice_rule",
-    "optional",
+    "Attack", "ATTACKS", "AttackSpec", "attack", "register_attack", "unregister_attack", "implementation",
+    "common_display", "NORMS", "Rule", "Runner", "int_rule", "bool_rule", "alpha_rule", "unit_rule", "float_rule",
+    "choice_rule", "optional",
 ]
 
 #: The threat models an eps can be measured in.
 NORMS = ("Linf", "L2")
 
-#: ``rule(option_key, value) -> value``: the checked (and normalized) value, or TypeError/ValueError.
-Rule = Callable[[str, Any], Any]
 #: ``run(x, y) -> x_adv``: one attack at one budget on one batch (any device, float32 in [0, 1]).
 Runner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-# ---------------------------------------------------------------------------------------------------------
-# Option rules: one place for the checks every family's options share
-# ---------------------------------------------------------------------------------------------------------
-
-
-def int_rule(minimum: int) -> Rule:
-    """An int (not a bool) >= ``minimum``."""
-
-    def check(key: str, value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"option {key!r} must be an int >= {minimum}, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"option {key!r} must be >= {minimum}, got {value}")
-        return int(value)
-
-    return check
-
-
-def bool_rule(key: str, value: Any) -> bool:
-    """True or False (numpy bools too)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"option {key!r} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def float_rule(minimum: float = 0.0, *, strict: bool = True) -> Rule:
-    """A finite real number > ``minimum`` (``strict``) or >= ``minimum``; ints are converted to float."""
-    relation = ">" if strict else ">="
-
-    def check(key: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"option {key!r} must be a number {relation} {minimum:g}, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise ValueError(f"option {key!r} must be a finite number {relation} {minimum:g}, got {value}")
-        return value
-
-    return check
-
-
-_positive = float_rule(0.0, strict=True)
-
-
-def alpha_rule(key: str, value: Any) -> float | None:
-    """A step size in pixel units (``"2/255"`` accepted), > 0; None means the family's default."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return _positive(key, parse_eps(value, name=f"option {key!r}"))
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"option {key!r} must be a positive float (pixel units) or None for the default, got {value!r}")
-    return _positive(key, value)
-
-
-def unit_rule(key: str, value: Any) -> float:
-    """A float in (0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"option {key!r} must be a float in (0, 1], got {value!r}")
-    if not 0 < float(value) <= 1:
-        raise ValueError(f"option {key!r} must be in (0, 1], got {value}")
-    return float(value)
-
-
-def choice_rule(choices: Iterable[str]) -> Rule:
-    """One of ``choices``."""
-    choices = tuple(choices)
-
-    def check(key: str, value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"option {key!r} must be one of {list(choices)}, got {value!r}")
-        return str(value)
-
-    return check
-
-
-def optional(rule: Rule) -> Rule:
-    """``rule``, or None."""
-    return lambda key, value: None if value is None else rule(key, value)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # The base class of an attack family
@@ -177,6 +95,10 @@ class Attack:
         norm: ``"Linf"`` or ``"L2"``, the norm eps is measured in; None reads it from the ``norm`` option.
         minimum_norm: the attack minimizes the perturbation instead of respecting a budget (see the
             module docstring): it runs once per batch and is scored at each eps.
+        title: the short name a reader knows (``"PGD"``), from which :meth:`display` writes the name of
+            one configured attack in the report; a class that does not set it gets ``name.upper()``.
+        cheap: options that make the attack fast enough for unit tests on 8x8 digits (few steps or
+            queries); the tests run every registered attack with them. Checked by the rules at registration.
     """
 
     name: ClassVar[str] = ""
@@ -184,6 +106,20 @@ class Attack:
     rules: ClassVar[Mapping[str, Rule]] = {}
     norm: ClassVar[str | None] = "Linf"
     minimum_norm: ClassVar[bool] = False
+    title: ClassVar[str] = ""
+    cheap: ClassVar[Mapping[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "title" not in vars(cls):  # a subclass under another name must not borrow its parent's title
+            cls.title = str(cls.name).upper()
+
+    def display(self, config: Mapping[str, Any]) -> str:
+        """The reader's name of the attack with ``config`` (every option, as :attr:`AttackSpec.config`):
+        :attr:`title` with the options most attacks share (:func:`common_display`: ``PGD-10``,
+        ``PGD-50, 5 restarts``, ``PGD-10 (no random start)``). Override it when other options name the
+        attack (APGD's loss, AutoAttack's version)."""
+        return common_display(self.title, config)
 
     def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
         """Fill options whose default depends on other options (AutoAttack's presets); ``config`` holds
@@ -219,6 +155,19 @@ class Attack:
             The runner and notes for the ``notes`` column (an option ignored or capped, ...).
         """
         raise NotImplementedError
+
+
+def common_display(title: str, config: Mapping[str, Any]) -> str:
+    """``title`` with the options most attacks share, the way papers write them: ``-<steps>`` when there
+    is a ``steps`` option, ``, <n> restarts`` when ``n_restarts`` > 1, `` (no random start)`` when
+    ``random_start`` is False. The default of :meth:`Attack.display`."""
+    text = title if config.get("steps") is None else f"{title}-{config['steps']}"
+    restarts = int(config.get("n_restarts") or 1)
+    if restarts > 1:
+        text += f", {restarts} restarts"
+    if config.get("random_start", True) is False:
+        text += " (no random start)"
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -270,6 +219,17 @@ def register_attack(cls: type[Attack] | None = None, *, replace: bool = False) -
         raise ValueError(f"{where} ({name!r}): norm=None means 'from the norm option', but there is none")
     if cls.norm is not None and cls.norm not in NORMS:
         raise ValueError(f"{where} ({name!r}): norm must be one of {list(NORMS)} or None, got {cls.norm!r}")
+    if not isinstance(cls.title, str) or not cls.title.strip():
+        raise ValueError(f"{where} ({name!r}): title must be the attack's short display name (e.g. 'PGD'), "
+                         f"got {cls.title!r}")
+    for key, value in cls.cheap.items():
+        if key not in cls.rules:
+            raise TypeError(f"{where} ({name!r}): cheap option {key!r} is not an option; options: "
+                            f"{', '.join(cls.rules) or 'none'}")
+        try:
+            cls.rules[key](key, value)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where} ({name!r}): the cheap value of {key!r} fails its rule: {e}") from None
     if name in _REGISTRY and not replace:
         raise ValueError(f"attack {name!r} is already registered (by {type(_REGISTRY[name]).__name__}); "
                          "pick another name or pass replace=True")
@@ -369,6 +329,29 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+_LABEL_FORM = "an attack label is a name or a call with literal keyword options, e.g. 'pgd' or 'pgd(steps=10)'"
+
+
+def _parse_label(text: Any) -> tuple[str, dict[str, Any]]:
+    """``(name, options)`` of a label as :attr:`AttackSpec.label` writes it, parsed as a Python call."""
+    if not isinstance(text, str):
+        raise TypeError(f"{_LABEL_FORM}; got {type(text).__name__}: {text!r}")
+    try:
+        node = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"{_LABEL_FORM}; got {text!r}") from None
+    if isinstance(node, ast.Name):
+        return node.id, {}
+    keys = [kw.arg for kw in getattr(node, "keywords", ())]
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args
+            and None not in keys and len(set(keys)) == len(keys)):  # no **options, no option twice
+        raise ValueError(f"{_LABEL_FORM}; got {text!r}")
+    try:
+        return node.func.id, {str(kw.arg): ast.literal_eval(kw.value) for kw in node.keywords}
+    except (ValueError, TypeError, SyntaxError):
+        raise ValueError(f"{_LABEL_FORM}; got {text!r}, whose option values are not all literals") from None
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     """One attack with its options, validated at construction; hashable, so it can key dicts.
@@ -413,6 +396,29 @@ class AttackSpec:
         if not self.options:
             return self.name
         return f"{self.name}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.options) + ")"
+
+    @property
+    def display(self) -> str:
+        """The reader's name of this attack (``PGD-10``, ``APGD-DLR-20``, ``AutoAttack (fast)``): the report's."""
+        return self.implementation.display(self.config)
+
+    @classmethod
+    def from_label(cls, text: str) -> AttackSpec | None:
+        """The spec whose :attr:`label` is ``text``: the inverse of ``label``, ``from_label(s.label) == s``
+        (floats are read back with the 6 significant digits the label wrote).
+
+        Returns None when ``text`` names no registered attack (a table of another version, a notebook's
+        attack, the ``worst_case`` row): the caller shows the label as it is.
+
+        Raises:
+            ValueError: ``text`` is not a label (``name`` or ``name(key=literal, ...)``), or an option's
+                value is out of range for the registered attack.
+            TypeError: ``text`` is not a string, or names an option the registered attack does not have.
+        """
+        name, options = _parse_label(text)
+        if name.lower() not in _REGISTRY:
+            return None
+        return cls(name, tuple(options.items()))
 
     @property
     def norm(self) -> str:

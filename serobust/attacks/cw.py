@@ -25,7 +25,8 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from .base import Attack, Runner, float_rule, int_rule, register_attack
+from .base import Attack, Runner, register_attack
+from .rules import float_rule, int_rule
 
 _BOX = 0.999999  # the reference code's shrink of [-1, 1] before atanh
 
@@ -53,6 +54,12 @@ class CarliniWagnerL2(Attack):
     defaults = {"c": 1.0, "kappa": 0.0, "steps": 50, "lr": 0.01}
     rules = {"c": float_rule(0.0), "kappa": float_rule(0.0, strict=False), "steps": int_rule(1),
              "lr": float_rule(0.0)}
+    title = "CW-L2"
+    cheap = {"steps": 8, "c": 5.0, "lr": 0.05}
+
+    def display(self, config: Mapping[str, Any]) -> str:
+        """CW-L2, whatever its options: a minimum-norm attack is not named by its steps."""
+        return self.title
 
     def budget(self, config: Mapping[str, Any], *, eps: float | None, num_classes: int | None) -> str:
         return (f"minimum-norm L2: {config['steps']} Adam steps, lr={config['lr']:g}, c={config['c']:g}, "

@@ -17,7 +17,9 @@ class FGSM(Attack):
     """x + eps * sign(grad of the CE loss), clipped to [0, 1]; Linf, no options."""
 
     name = "fgsm"
+    title = "FGSM"
     norm = "Linf"
+    cheap = {}  # no options: one step is already cheap
 
     def budget(self, config: Mapping[str, Any], *, eps: float | None, num_classes: int | None) -> str:
         return "single step of eps * sign(gradient)"

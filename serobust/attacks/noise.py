@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Attack, Runner, int_rule, register_attack
+from .base import Attack, Runner, register_attack
 from .restarts import best_of
+from .rules import int_rule
 
 
 @register_attack
@@ -22,6 +23,8 @@ class SignNoise(Attack):
     norm = "Linf"
     defaults = {"n_samples": 1}
     rules = {"n_samples": int_rule(1)}
+    title = "random sign noise"
+    cheap = {"n_samples": 2}
 
     def budget(self, config: Mapping[str, Any], *, eps: float | None, num_classes: int | None) -> str:
         return f"random sign noise (Linf corners), {config['n_samples']} draw(s)"

@@ -15,8 +15,9 @@ from typing import Any
 import torchattacks
 from torch import nn
 
-from .base import Attack, Runner, alpha_rule, bool_rule, int_rule, register_attack
+from .base import Attack, Runner, register_attack
 from .restarts import best_of
+from .rules import alpha_rule, bool_rule, int_rule
 
 
 @register_attack
@@ -27,6 +28,8 @@ class PGD(Attack):
     norm = "Linf"
     defaults = {"steps": 10, "alpha": None, "random_start": True, "n_restarts": 1}
     rules = {"steps": int_rule(1), "alpha": alpha_rule, "random_start": bool_rule, "n_restarts": int_rule(1)}
+    title = "PGD"  # PGD-10, PGD-50, 5 restarts, PGD-10 (no random start)
+    cheap = {"steps": 3}
     #: the torchattacks class: PGD for Linf, PGDL2 for the L2 subclass
     torchattack: type[torchattacks.Attack] = torchattacks.PGD
 

@@ -15,5 +15,6 @@ class PGDL2(PGD):
     """Projected gradient descent on the CE loss, L2 ball (torchattacks.PGDL2)."""
 
     name = "pgd_l2"
+    title = "PGD-L2"  # PGD-L2-10; cheap options as PGD's
     norm = "L2"
     torchattack = torchattacks.PGDL2

@@ -10,7 +10,8 @@ from typing import Any
 import torchattacks
 from torch import nn
 
-from .base import NORMS, Attack, Runner, choice_rule, int_rule, register_attack, unit_rule
+from .base import NORMS, Attack, Runner, register_attack
+from .rules import choice_rule, int_rule, unit_rule
 
 
 @register_attack
@@ -22,6 +23,12 @@ class Square(Attack):
     defaults = {"n_queries": 5000, "n_restarts": 1, "p_init": 0.8, "loss": "margin", "norm": "Linf"}
     rules = {"n_queries": int_rule(1), "n_restarts": int_rule(1), "p_init": unit_rule,
              "loss": choice_rule(("margin", "ce")), "norm": choice_rule(NORMS)}
+    title = "Square"
+    cheap = {"n_queries": 10}
+
+    def display(self, config: Mapping[str, Any]) -> str:
+        """Square (5000 queries): its budget is queries, not steps."""
+        return f"{self.title} ({config['n_queries']} queries)"
 
     def budget(self, config: Mapping[str, Any], *, eps: float | None, num_classes: int | None) -> str:
         return (f"{config['n_queries']} queries, {config['n_restarts']} restart(s), p_init={config['p_init']:g}, "

@@ -8,16 +8,13 @@ through these functions, so one budget or one attack reads the same everywhere o
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from ..names import GAUSSIAN, SIGN_NOISE, WORST_CASE
 
 __all__ = ["EpsLabeler", "attack_name", "block_label", "kind_label", "percent", "points", "number"]
-
-_LABEL = re.compile(r"(?P<name>[A-Za-z_][\w]*)(?:\((?P<options>.*)\))?")
-_OPTION = re.compile(r"(\w+)=('[^']*'|\"[^\"]*\"|[^,]+)")
 
 _KIND_LABELS = {SIGN_NOISE: "sign noise", GAUSSIAN: "Gaussian noise"}
 
@@ -53,56 +50,26 @@ class EpsLabeler:
         return ", ".join(self(v) for v in values)
 
 
-def _options(text: str | None) -> dict[str, str]:
-    return {k: v.strip().strip("'\"") for k, v in _OPTION.findall(text or "")}
-
-
-def _attack_defaults(name: str) -> Mapping[str, Any]:
-    """The registered defaults of one attack (``{}`` for names the registry does not know)."""
-    from ..attacks import ATTACKS
-
-    return ATTACKS.get(name, {})
-
-
-def _steps_name(prefix: str, opts: Mapping[str, Any]) -> str:
-    text = f"{prefix}-{opts['steps']}" if opts.get("steps") not in (None, "None") else prefix
-    restarts = int(opts.get("n_restarts") or 1)
-    if restarts > 1:
-        text += f", {restarts} restarts"
-    if str(opts.get("random_start", True)) == "False":
-        text += " (no random start)"
-    return text
-
-
-_NAMERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
-    "fgsm": lambda o: "FGSM",
-    "pgd": lambda o: _steps_name("PGD", o),
-    "pgd_l2": lambda o: _steps_name("PGD-L2", o),
-    "apgd_ce": lambda o: _steps_name(f"APGD-{str(o.get('loss', 'ce')).upper()}", o),
-    "square": lambda o: f"Square ({o['n_queries']} queries)" if o.get("n_queries") else "Square",
-    "autoattack": lambda o: "AutoAttack" + ("" if o.get("version", "standard") == "standard"
-                                            else f" ({o['version']})"),
-    "cw": lambda o: "CW-L2",
-    "noise": lambda o: "random sign noise",
-    "excitation_pgd": lambda o: _steps_name("excitation-PGD", o),
-    "frozen_gate_pgd": lambda o: _steps_name("frozen-gate PGD", o),
-}
-
-
 def attack_name(label: Any) -> str:
     """``PGD-10`` for ``pgd(random_start=True, steps=10)``, ``FGSM``, ``Square (100 queries)``, ...
 
-    Options the label leaves out take the registered defaults (``serobust.ATTACKS``); a label the
-    function does not recognise is returned unchanged, so a new attack still shows under its own label.
+    The label is read back into its :class:`~serobust.attacks.base.AttackSpec` (options it leaves out take
+    the registered defaults) and named by the attack's own ``display``. A label the registry does not know
+    (another version's table, a notebook's attack), or whose options it rejects, is returned unchanged, so
+    it still shows under its own label.
     """
     text = str(label)
     if text == WORST_CASE:
         return "worst case (every attack)"
-    match = _LABEL.fullmatch(text.strip())
-    if match is None or match["name"] not in _NAMERS:
+    from ..attacks.base import AttackSpec  # the attacks bring torch: imported only to name one
+
+    try:
+        with warnings.catch_warnings():  # a wasteful combination was reported when the attack ran
+            warnings.simplefilter("ignore")
+            spec = AttackSpec.from_label(text)
+    except (TypeError, ValueError):  # not a label, or options this version does not accept
         return text
-    opts = {**_attack_defaults(match["name"]), **_options(match["options"])}
-    return _NAMERS[match["name"]](opts)
+    return text if spec is None else spec.display
 
 
 def block_label(name: Any) -> str:
