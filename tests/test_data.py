@@ -18,7 +18,7 @@ import torchvision.datasets
 from PIL import Image
 
 import serobust.data as sd
-from serobust import DATASETS, DatasetBundle, ImageTensorDataset, load_dataset
+from serobust.data import DATASETS, DatasetBundle, ImageTensorDataset, load_dataset
 from serobust.data import BatchAugment, DatasetFormatError, DatasetNotFoundError
 
 RNG = np.random.default_rng(0)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import serobust
 
 ROOT = Path(serobust.__file__).parent
@@ -144,3 +146,18 @@ def test_the_private_import_walker_finds_a_planted_one(tmp_path):
     (tmp_path / "c.py").write_text("from .b import _helper\n")  # outside serobust.stats: not checked here
     modules = {"serobust.stats.a": tmp_path / "a.py", "serobust.c": tmp_path / "c.py"}
     assert _private_imports(modules, "serobust.stats") == ["serobust.stats.a:2 imports serobust.stats.b._helper"]
+
+
+def test_the_face_is_short_and_points_at_each_names_defining_module():
+    """``import serobust as sr`` is the notebook's short list, each name listed once, mapped to the module that
+    defines it (registries: their package), so the face never routes through another face."""
+    exports = serobust._EXPORTS
+    assert len(exports) <= 45, f"the face grew to {len(exports)} names: import the rest from their modules"
+    assert sorted(serobust.__all__) == sorted([*exports, "__version__"])
+    for name, module in exports.items():
+        value = getattr(serobust, name)
+        defined = getattr(value, "__module__", None)
+        if defined is not None and not isinstance(value, dict):
+            assert defined == f"serobust.{module}", f"{name}: maps to {module}, defined in {defined}"
+    with pytest.raises(AttributeError, match="no attribute 'MahalanobisDetector'"):
+        serobust.MahalanobisDetector  # noqa: B018 - in serobust.detect, not on the face

@@ -126,5 +126,5 @@ def resize_crop(image, geometry: Mapping[str, Any]) -> torch.Tensor:
 
 
 
-#: the public name of :func:`preprocess` (``serobust.member_preprocess(serobust.parse_member("timm:..."))``)
+#: the public name of :func:`preprocess` (``serobust.hub.member_preprocess(serobust.hub.parse_member("timm:..."))``)
 member_preprocess = preprocess
