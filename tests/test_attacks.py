@@ -43,7 +43,13 @@ CHEAP = {
                          square_queries=5),
     "noise": attack("noise", n_samples=2),
     "cw": attack("cw", steps=8, c=5.0, lr=0.05),
+    "excitation_pgd": attack("excitation_pgd", steps=2),
+    "frozen_gate_pgd": attack("frozen_gate_pgd", steps=2),
+    "detector_pgd": attack("detector_pgd", steps=2),
 }
+#: attacks that need more than a classifier: the SE gate attacks an SE model, detector_pgd the classifier with
+#: its fitted detector (DetectedClassifier); the generic tests run them on such a model (:func:`_model_for`)
+SE_ATTACKS = ("excitation_pgd", "frozen_gate_pgd")
 EPS = {"Linf": 0.1, "L2": 0.5}
 
 
@@ -79,6 +85,33 @@ def model_and_data(request, base, digits_small, mobilenet):
     if request.param == "cnn":
         return base, digits_small
     return mobilenet
+
+
+_DETECTED: dict[int, nn.Module] = {}
+
+
+def _model_for(name: str, model: nn.Module, se_twin: nn.Module) -> nn.Module:
+    """The model a generic test attacks with ``name``: ``model``, but the digits SE twin in place of the
+    baseline cnn for the SE gate attacks, and for ``detector_pgd`` the SE model with a Mahalanobis detector
+    fitted on random images (every class present; the invariants need a fitted detector, not a good one)."""
+    from serobust.attacks.detector_pgd import DetectedClassifier
+    from serobust.detect import MahalanobisDetector
+    from serobust.excitation.adapters import find_se_modules
+
+    if name not in SE_ATTACKS and name != "detector_pgd":
+        return model
+    try:
+        find_se_modules(model)
+    except ValueError:
+        model = se_twin
+    if name in SE_ATTACKS:
+        return model
+    if id(model) not in _DETECTED:
+        g = torch.Generator().manual_seed(3)
+        shape = (1, 8, 8) if model is se_twin else (3, 32, 32)
+        x_fit, y_fit = torch.rand(60, *shape, generator=g), torch.arange(60) % 10
+        _DETECTED[id(model)] = DetectedClassifier(MahalanobisDetector(model).fit(x_fit, y_fit))
+    return _DETECTED[id(model)]
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -135,9 +168,10 @@ def test_fgsm_equals_plain_pytorch(base, digits_small):
 # --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key", list(CHEAP))
-def test_invariants(key, model_and_data):
+def test_invariants(key, model_and_data, trained_digits_pair):
     model, (x, y) = model_and_data
     spec = CHEAP[key]
+    model = _model_for(spec.name, model, trained_digits_pair[1])
     eps = EPS[spec.norm]
     # mixed modes, a frozen parameter and existing .grad: all must come back untouched
     model.train()
@@ -458,9 +492,10 @@ def test_input_gradient_diagnostics_can_be_skipped(base, digits_small):
 # --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(ATTACKS))
-def test_every_registered_attack_is_reproducible_and_generate_matches(name, base, digits_small):
+def test_every_registered_attack_is_reproducible_and_generate_matches(name, base, digits_small, trained_digits_pair):
     x, y = digits_small[0][:40], digits_small[1][:40]
     spec = CHEAP[name]
+    base = _model_for(name, base, trained_digits_pair[1])
     eps = EPS[spec.norm]
     _, per_ex, ex_a = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, per_example=True, return_examples=True)
     _, ex_b = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, return_examples=True)
