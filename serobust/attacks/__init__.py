@@ -15,7 +15,10 @@ The package, one idea per module:
 * ``base``: the :class:`Attack` base class, :func:`register_attack`, :data:`ATTACKS`,
   :class:`AttackSpec`, :func:`attack`, the option rules;
 * one module per attack family: ``fgsm``, ``pgd``, ``pgd_l2``, ``apgd`` (``apgd_ce``), ``square``,
-  ``autoattack``, ``noise`` (a random-sign control), ``cw`` (Carlini-Wagner L2, minimum-norm);
+  ``autoattack``, ``noise`` (a random-sign control), ``cw`` (Carlini-Wagner L2, minimum-norm), and the
+  adaptive attacks: ``se_gates`` (``excitation_pgd``, ``frozen_gate_pgd``: an SE model) and
+  ``detector_pgd`` (a classifier with its fitted detector, ``DetectedClassifier``), whose random starts
+  come from ``starts``;
 * ``harness`` (:func:`generate`, :func:`evaluate`), ``transfer`` (:func:`evaluate_transfer`), and their
   parts: ``runs`` (seeding, one attack at every eps), ``batches`` (data and input checks), ``budgets``
   (eps per norm), ``checks`` (result checks), ``restarts`` (best of several runs).
