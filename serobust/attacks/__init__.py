@@ -86,7 +86,7 @@ __all__ = [
 
 # The built-in families register in this order (the order of ATTACKS and of "valid names" in messages);
 # any other module in the folder follows, alphabetically.
-_FIRST = ("fgsm", "pgd", "pgd_l2", "apgd", "square", "autoattack", "noise", "cw")
+_FIRST = ("fgsm", "pgd", "pgd_l2", "apgd", "square", "autoattack", "noise", "cw", "se_gates", "detector_pgd")
 
 
 def _import_all() -> None:
