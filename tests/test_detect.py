@@ -246,9 +246,9 @@ def test_detector_pgd_is_a_registered_attack_on_the_detected_classifier(trained_
     detector = detector_for("excitation", trained_digits_pair).fit(xtr[:600], ytr[:600])
     x, y = xte[:40], yte[:40]
     spec = attack("detector_pgd", steps=10)
-    summary, examples = evaluate(DetectedClassifier(detector), (x, y), spec, EPS, seed=1, batch_size=16,
-                                    return_examples=True, progress=False)
-    x_adv = examples[(spec.label, EPS)]
+    result = evaluate(DetectedClassifier(detector), (x, y), spec, EPS, seed=1, batch_size=16, progress=False)
+    summary = getattr(result, "summary", result)  # a frame, or evaluate's one result type after issue 19
+    x_adv = generate(DetectedClassifier(detector), x, y, spec, EPS, seed=1, batch_size=16)
     assert torch.equal(x_adv, detector_pgd(detector, x, y, EPS, steps=10, batch_size=16))
     se = trained_digits_pair[1]
     with torch.no_grad():
