@@ -8,8 +8,8 @@ so one loop serves
 
 * adversarial training (:func:`serobust.training.adversarial.adversarial_batch`: PGD-AT, and FGSM with a random
   start, Wong et al. 2020, which is one step of this loop from a random start);
-* the adaptive attacks of :mod:`serobust.adaptive`, which add an excitation term to the loss or run
-  it with the SE gates frozen.
+* the adaptive attacks registered in :mod:`serobust.attacks.se_gates` (an excitation term in the loss,
+  or the SE gates frozen) and :mod:`serobust.attacks.detector_pgd` (the detector's score in the loss).
 
 The loop is plain torch: no host synchronisation inside (no ``.item()``, no data-dependent Python
 branch), only the input receives gradients (``torch.autograd.grad`` with respect to ``x_adv``), and

@@ -1,5 +1,6 @@
-"""Adaptive attacks: against a textbook PGD, torchattacks, hand-written excitation and frozen-gate PGD,
-and numbers pinned from the implementation before the shared PGD loop (serobust.linf_pgd)."""
+"""Adaptive attacks on the SE gates (the registered ``excitation_pgd`` and ``frozen_gate_pgd``, run through
+the harness): against a textbook PGD, torchattacks, hand-written excitation and frozen-gate PGD, and numbers
+pinned from the implementation before the shared PGD loop (serobust.linf_pgd) and before the registry."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from se_reference import acc, digits_fixtures, manual_forward, probe_s, referenc
 from torch.nn import functional as F
 
 from serobust import build_model
-from serobust.adaptive import adaptive_attacks, excitation_pgd, frozen_gate_pgd, pgd
+from serobust.adaptive import adaptive_attacks, adaptive_specs
+from serobust.attacks import attack, evaluate, generate
+from serobust.excitation.adapters import NoSEModuleError
 from serobust.models.se import SqueezeExcite
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -20,6 +23,24 @@ N = 160
 
 
 se_model, test_xy, _ = digits_fixtures(N, EPS)
+
+
+def _registered(name: str, **fixed):
+    """``fn(model, x, y, eps, seed=0, batch_size=256, **options)``: the registered attack through
+    :func:`generate`, with the seeded start stream (``start_seed=seed``) that ``adaptive_attacks`` uses;
+    ``pgd`` is ``excitation_pgd`` at weight 0, the reference row of ``adaptive_attacks``."""
+
+    def run(model, x, y, eps, *, seed=0, batch_size=256, **options):
+        spec = attack(name, start_seed=seed, **{**options, **fixed})
+        return generate(model, x, y, spec, eps, seed=seed, batch_size=batch_size)
+
+    run.__name__ = "pgd" if fixed else name
+    return run
+
+
+pgd = _registered("excitation_pgd", weight=0.0)
+excitation_pgd = _registered("excitation_pgd")
+frozen_gate_pgd = _registered("frozen_gate_pgd")
 
 
 def test_pgd_without_random_start_equals_reference_and_torchattacks(se_model, test_xy):
@@ -78,6 +99,10 @@ def test_excitation_pgd_weight_zero_equals_pgd_and_weight_pushes_excitations(se_
     plain = pgd(se_model, x, y, EPS, steps=6, seed=3)
     zero = excitation_pgd(se_model, x, y, EPS, steps=6, seed=3, weight=0.0)
     assert torch.equal(zero, plain)
+    # ... and both are textbook PGD on the cross-entropy from the seeded uniform start
+    start = (x + (2 * torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) - 1) * EPS).clamp(0, 1)
+    torch.testing.assert_close(zero, reference_pgd(se_model, x, y, EPS, 2.5 * EPS / 6, 6, start=start),
+                               rtol=0, atol=1e-6)
     heavy = excitation_pgd(se_model, x, y, EPS, steps=6, seed=3, weight=100.0)
     s0 = probe_s(se_model, x)
 
@@ -186,8 +211,49 @@ def test_attack_argument_validation(se_model, test_xy):
         pgd(se_model, x, y, EPS, alpha=-1.0)
     with pytest.raises(ValueError, match="255"):
         adaptive_attacks(se_model, x, y, 8)
-    with pytest.raises(ValueError, match="y must"):
+    with pytest.raises(ValueError, match="differ in length"):
         pgd(se_model, x, y[:5], EPS)
     with pytest.warns(UserWarning, match="repeated"):
         frame = adaptive_attacks(se_model, x[:16], y[:16], [EPS, EPS], steps=1)
     assert len(frame) == 3
+
+
+# ---------------------------------------------------------------------------------------------- registered
+@pytest.mark.parametrize("name", ["excitation_pgd", "frozen_gate_pgd"])
+def test_gate_attacks_run_by_name_through_the_harness(name, se_model, test_xy):
+    """By name in evaluate: seeded by the harness (start_seed None), generate reproduces evaluate, the robust
+    accuracy is recomputed from the examples, another seed gives another random start."""
+    x, y = test_xy
+    x, y = x[:40], y[:40]
+    spec = attack(name, steps=3)
+    result = evaluate(se_model, (x, y), spec, [0.0, EPS], batch_size=16, seed=7, progress=False)
+    summary = getattr(result, "summary", result)  # a frame, or evaluate's one result type after issue 19
+    x_adv = generate(se_model, x, y, spec, EPS, batch_size=16, seed=7)
+    assert torch.equal(generate(se_model, x, y, spec, EPS, batch_size=16, seed=7), x_adv)
+    assert not torch.equal(generate(se_model, x, y, spec, EPS, batch_size=16, seed=8), x_adv)
+    assert (x_adv - x).abs().max().item() <= EPS + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        robust = (se_model(x).argmax(1) == y) & (se_model(x_adv).argmax(1) == y)
+    row = summary[(summary.attack == spec.label) & (summary.eps == EPS)].iloc[0]
+    assert row.robust_acc == pytest.approx(robust.double().mean().item(), abs=1e-12)
+    assert row.robust_acc < row.clean_acc
+
+
+def test_gate_attacks_refuse_a_baseline_and_bad_options(test_xy):
+    x, y = test_xy
+    baseline = build_model("cnn", num_classes=10, in_channels=1, se=False, seed=0).eval()
+    with pytest.raises(NoSEModuleError, match="SE twin"):
+        evaluate(baseline, (x[:8], y[:8]), "frozen_gate_pgd", EPS, progress=False)
+    with pytest.raises(ValueError, match="weight"):
+        attack("excitation_pgd", weight=float("nan"))
+    with pytest.raises(ValueError, match="start_seed"):
+        attack("frozen_gate_pgd", start_seed=-1)
+
+
+def test_adaptive_specs_differ_only_in_their_loss():
+    specs = adaptive_specs(steps=7, weight=3.0, seed=2)
+    assert list(specs) == ["pgd", "excitation_pgd", "frozen_gate_pgd"]
+    assert specs["pgd"].name == specs["excitation_pgd"].name == "excitation_pgd"
+    assert specs["pgd"].config["weight"] == 0.0 and specs["excitation_pgd"].config["weight"] == 3.0
+    for spec in specs.values():
+        assert (spec.config["steps"], spec.config["start_seed"]) == (7, 2)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from serobust import build_pair
-from serobust.adaptive import adaptive_attacks, excitation_pgd, frozen_gate_pgd, pgd
+from serobust.adaptive import adaptive_attacks
+from serobust.attacks import attack, generate
 from serobust.excitation.controls import matched_gaussian_noise, sign_noise
 from serobust.errors import InputError
 from serobust.excitation.interventions import gate_override, interventions
@@ -38,9 +39,10 @@ CALLS = {
     "feature_sensitivity": lambda m, x, y, xa: feature_sensitivity(m, x, xa),
     "interventions": lambda m, x, y, xa: interventions(m, x, y, xa),
     "adaptive_attacks": lambda m, x, y, xa: adaptive_attacks(m, x, y, 0.1, steps=1),
-    "pgd": lambda m, x, y, xa: pgd(m, x, y, 0.1, steps=1),
-    "excitation_pgd": lambda m, x, y, xa: excitation_pgd(m, x, y, 0.1, steps=1),
-    "frozen_gate_pgd": lambda m, x, y, xa: frozen_gate_pgd(m, x, y, 0.1, steps=1),
+    # the registered gate attacks, through the harness (excitation_pgd at weight 0 is adaptive_attacks' pgd row)
+    "pgd": lambda m, x, y, xa: generate(m, x, y, attack("excitation_pgd", steps=1, weight=0.0), 0.1),
+    "excitation_pgd": lambda m, x, y, xa: generate(m, x, y, attack("excitation_pgd", steps=1), 0.1),
+    "frozen_gate_pgd": lambda m, x, y, xa: generate(m, x, y, attack("frozen_gate_pgd", steps=1), 0.1),
     "class_profiles": lambda m, x, y, xa: class_profiles(m, x, y),
     "profile_shift": lambda m, x, y, xa: profile_shift(m, x, y, xa),
     "sign_noise": lambda m, x, y, xa: sign_noise(x, 0.1),
@@ -84,7 +86,7 @@ def test_bad_perturbed_images_raise_input_error(name, bad, match, pair, xy):
 
 
 @pytest.mark.parametrize("name", TAKES_Y)
-@pytest.mark.parametrize("bad_y,match", [(lambda y: y[:4], "shape"), (lambda y: y.float(), "integer")],
+@pytest.mark.parametrize("bad_y,match", [(lambda y: y[:4], "shape|differ in length"), (lambda y: y.float(), "integer")],
                          ids=["length", "float"])
 def test_bad_labels_raise_input_error(name, bad_y, match, pair, xy):
     x, y = xy
@@ -92,7 +94,7 @@ def test_bad_labels_raise_input_error(name, bad_y, match, pair, xy):
         CALLS[name](pair[1], x, bad_y(y), x.clone())
 
 
-@pytest.mark.parametrize("name", [n for n in CALLS if n not in ("pgd", "feature_sensitivity", "sign_noise",
+@pytest.mark.parametrize("name", [n for n in CALLS if n not in ("feature_sensitivity", "sign_noise",
                                                                 "matched_gaussian_noise")])
 def test_baseline_raises_no_se_module_error(name, pair, xy):
     x, y = xy

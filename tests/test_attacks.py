@@ -32,6 +32,9 @@ from serobust.attacks.cw import _CW
 from serobust.attacks.restarts import best_of
 from serobust.errors import InputError
 
+#: attacks that need more than a classifier: the SE gate attacks an SE model, detector_pgd the classifier with
+#: its fitted detector (DetectedClassifier); the generic tests run them on such a model (:func:`_model_for`)
+SE_ATTACKS = ("excitation_pgd", "frozen_gate_pgd")
 EPS = {"Linf": 0.1, "L2": 0.5}
 
 
@@ -74,6 +77,33 @@ def model_and_data(request, base, digits_small, mobilenet):
     if request.param == "cnn":
         return base, digits_small
     return mobilenet
+
+
+_DETECTED: dict[int, nn.Module] = {}
+
+
+def _model_for(name: str, model: nn.Module, se_twin: nn.Module) -> nn.Module:
+    """The model a generic test attacks with ``name``: ``model``, but the digits SE twin in place of the
+    baseline cnn for the SE gate attacks, and for ``detector_pgd`` the SE model with a Mahalanobis detector
+    fitted on random images (every class present; the invariants need a fitted detector, not a good one)."""
+    from serobust.attacks.detector_pgd import DetectedClassifier
+    from serobust.detect import MahalanobisDetector
+    from serobust.excitation.adapters import find_se_modules
+
+    if name not in SE_ATTACKS and name != "detector_pgd":
+        return model
+    try:
+        find_se_modules(model)
+    except ValueError:
+        model = se_twin
+    if name in SE_ATTACKS:
+        return model
+    if id(model) not in _DETECTED:
+        g = torch.Generator().manual_seed(3)
+        shape = (1, 8, 8) if model is se_twin else (3, 32, 32)
+        x_fit, y_fit = torch.rand(60, *shape, generator=g), torch.arange(60) % 10
+        _DETECTED[id(model)] = DetectedClassifier(MahalanobisDetector(model).fit(x_fit, y_fit))
+    return _DETECTED[id(model)]
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -130,10 +160,11 @@ def test_fgsm_equals_plain_pytorch(base, digits_small):
 # --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("key", list(CASES))
-def test_invariants(key, model_and_data):
+def test_invariants(key, model_and_data, trained_digits_pair):
     model, (x, y) = model_and_data
     name, extra = CASES[key]
     spec = cheap(name, **extra)
+    model = _model_for(spec.name, model, trained_digits_pair[1])
     eps = EPS[spec.norm]
     # mixed modes, a frozen parameter and existing .grad: all must come back untouched
     model.train()
@@ -483,9 +514,10 @@ def test_input_gradient_diagnostics_can_be_skipped(base, digits_small):
 # --------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(ATTACKS))
-def test_every_registered_attack_is_reproducible_and_generate_matches(name, base, digits_small):
+def test_every_registered_attack_is_reproducible_and_generate_matches(name, base, digits_small, trained_digits_pair):
     x, y = digits_small[0][:40], digits_small[1][:40]
     spec = cheap(name)
+    base = _model_for(name, base, trained_digits_pair[1])
     eps = EPS[spec.norm]
     result = evaluate(base, (x, y), spec, eps, batch_size=16, seed=7, per_example=True, return_examples=True)
     per_ex, ex_a = result.per_example, result.examples

@@ -237,6 +237,30 @@ def test_detector_pgd_is_seeded_and_restores_the_model(trained_digits_pair, digi
     assert not se.training
 
 
+def test_detector_pgd_is_a_registered_attack_on_the_detected_classifier(trained_digits_pair, digits_xy):
+    """By name through the harness: the model is the classifier with its detector; detector_pgd() is that call."""
+    from serobust.attacks import attack, evaluate, generate
+    from serobust.attacks.detector_pgd import DetectedClassifier
+
+    (xtr, ytr), (xte, yte) = digits_xy
+    detector = detector_for("excitation", trained_digits_pair).fit(xtr[:600], ytr[:600])
+    x, y = xte[:40], yte[:40]
+    spec = attack("detector_pgd", steps=10)
+    result = evaluate(DetectedClassifier(detector), (x, y), spec, EPS, seed=1, batch_size=16, progress=False)
+    summary = getattr(result, "summary", result)  # a frame, or evaluate's one result type after issue 19
+    x_adv = generate(DetectedClassifier(detector), x, y, spec, EPS, seed=1, batch_size=16)
+    assert torch.equal(x_adv, detector_pgd(detector, x, y, EPS, steps=10, batch_size=16))
+    se = trained_digits_pair[1]
+    with torch.no_grad():
+        robust = (se(x).argmax(1) == y) & (se(x_adv).argmax(1) == y)
+    assert summary.iloc[0]["robust_acc"] == pytest.approx(robust.double().mean().item(), abs=1e-12)
+    assert summary.iloc[0]["robust_acc"] < summary.iloc[0]["clean_acc"] - 0.3
+    with pytest.raises(TypeError, match="DetectedClassifier"):
+        generate(se, x, y, spec, EPS)
+    with pytest.raises(RuntimeError, match="fit"):
+        DetectedClassifier(detector_for("excitation", trained_digits_pair))
+
+
 # ---------------------------------------------------------------------------------------------- the study
 def test_detection_analysis_table_counts_and_attack_success(trained_digits_pair, digits_xy):
     base, se = trained_digits_pair

@@ -16,7 +16,10 @@ The package, one idea per module:
 * ``base``: the :class:`Attack` base class, :func:`register_attack`, :data:`ATTACKS`,
   :class:`AttackSpec`, :func:`attack`; ``rules``: the option rules (:func:`int_rule`, ...);
 * one module per attack family: ``fgsm``, ``pgd``, ``pgd_l2``, ``apgd`` (``apgd_ce``), ``square``,
-  ``autoattack``, ``noise`` (a random-sign control), ``cw`` (Carlini-Wagner L2, minimum-norm);
+  ``autoattack``, ``noise`` (a random-sign control), ``cw`` (Carlini-Wagner L2, minimum-norm), and the
+  adaptive attacks: ``se_gates`` (``excitation_pgd``, ``frozen_gate_pgd``: an SE model) and
+  ``detector_pgd`` (a classifier with its fitted detector, ``DetectedClassifier``), whose random starts
+  come from ``starts``;
 * ``harness`` (:func:`generate`, :func:`evaluate`), ``transfer`` (:func:`evaluate_transfer`), both over
   ``session`` (:class:`~.session.AttackSession`: device, model wrappers, batches, seeding, ledger,
   progress, notes) and returning ``evaluation`` (:class:`Evaluation`); their parts: ``runs`` (seeding, one
@@ -81,7 +84,7 @@ __all__ = [
 
 # The built-in families register in this order (the order of ATTACKS and of "valid names" in messages);
 # any other module in the folder follows, alphabetically.
-_FIRST = ("fgsm", "pgd", "pgd_l2", "apgd", "square", "autoattack", "noise", "cw")
+_FIRST = ("fgsm", "pgd", "pgd_l2", "apgd", "square", "autoattack", "noise", "cw", "se_gates", "detector_pgd")
 
 
 def _import_all() -> None:

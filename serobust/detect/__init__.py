@@ -17,7 +17,8 @@ This package builds that detector, the control and the attacks a robustness clai
 * :func:`detector_pgd` -- the adaptive attack Carlini & Wagner (AISec 2017, "Adversarial examples are
   not easily detected") showed every such detector must face: Linf PGD on
   ``CE(logits, y) - weight * score(x)`` until the model is fooled, then on the score alone,
-  differentiating through the detector.
+  differentiating through the detector. The attack is the registered ``detector_pgd``
+  (:mod:`serobust.attacks.detector_pgd`), run by the attack harness on the classifier with its detector.
 * :func:`detection_analysis` -- the study: the excitation detector, the same detector on the SE twin's own
   pooled block outputs (``pooled_twin``: same network, same adversarial images) and on the baseline's
   (``pooled``), against FGSM, PGD, Gaussian noise of PGD's per-example L2 norm, and the adaptive attack
@@ -31,7 +32,7 @@ Gaussian control, where every noisy version of a negative is a positive (noise r
 its row asks whether the detector flags any perturbation of the attack's size, not an adversarial one).
 
 Modules: ``features`` (what is read), ``mahalanobis`` (the detector), ``roc`` (the metrics),
-``adaptive_attack`` (the attack on the detector), ``study`` (the table), ``verdict`` (its reading).
+``adaptive_attack`` (the attack on the detector, by detector), ``study`` (the table), ``verdict`` (its reading).
 """
 
 from __future__ import annotations

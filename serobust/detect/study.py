@@ -27,7 +27,7 @@ from ..excitation.inputs import check_analysis_inputs
 from ..eps import parse_eps_list
 from ..names import GAUSSIAN
 from ..excitation.adapters import find_se_modules
-from .adaptive_attack import check_attack_args, detector_pgd
+from .adaptive_attack import detector_attack, detector_pgd
 from .mahalanobis import MahalanobisDetector
 from .roc import detection_metrics
 
@@ -173,7 +173,7 @@ def detection_analysis(
         raise ValueError(f"eps {eps_list} holds 0: nothing is perturbed to detect; give budgets > 0")
     weights = _weights(adaptive_weight)
     for w in weights:
-        check_attack_args(w, adaptive_steps, None)
+        detector_attack(weight=w, steps=adaptive_steps, seed=seed)  # every option checked before any fit
     from ..excitation.sensitivity import matched_layers
 
     layers = matched_layers(baseline, se_model)

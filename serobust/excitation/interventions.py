@@ -40,7 +40,7 @@ def gate_override(model: nn.Module, values: GateValues) -> Iterator[list[SEBlock
     computes ``u * s_override``: ``u`` is still whatever the forward pass produced at that block (an
     override upstream changes ``u`` downstream). The override is not differentiable with respect to
     the input unless the given tensors are: passing detached clean excitations removes the gradient
-    path through ``s`` entirely (see :func:`serobust.adaptive.frozen_gate_pgd`). Hooks are removed on
+    path through ``s`` entirely (see the ``frozen_gate_pgd`` attack, :mod:`serobust.attacks.se_gates`). Hooks are removed on
     exit, also when the body raises.
 
     Args:

@@ -11,8 +11,8 @@ from ..plan import common, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
-#: attacks the detector resolves by name in its own code
-INTERNAL_ATTACKS = ("fgsm", "pgd")
+#: attacks the detector resolves by name in its own code (the adaptive attack included)
+INTERNAL_ATTACKS = ("fgsm", "pgd", "detector_pgd")
 
 #: the seed of the detector's fit subset of the training set (fixed: the same images for every task)
 FIT_SEED = 0

@@ -12,6 +12,10 @@ from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
 
+#: attacks the stage resolves by name in its own code (adaptive_attacks' rows): their implementations key the task
+INTERNAL_ATTACKS = ("excitation_pgd", "frozen_gate_pgd")
+
+
 @dataclass(frozen=True)
 class MechanismOptions:
     """The ``[mechanism]`` section but ``enabled``: ``size`` images at the budget ``eps``; the adaptive
@@ -40,7 +44,7 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     m = options(MechanismOptions, cfg.mechanism, without=("enabled",))
     models, curve = study.models(seed), curve_attack(cfg)
     return {t: STAGE.task(MechanismParams(**common(cfg, t, seed, study.env), mechanism=m, attack=curve,
-                                          implementations=implementations(curve)),
+                                          implementations=implementations(curve, internal=INTERNAL_ATTACKS)),
                           {"model": models[t]}, label=f"{t} s{seed}") for t in study.twins}
 
 
