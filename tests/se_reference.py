@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from serobust.models.cnn import ConvBlock
-from serobust.excitation.probe import ExcitationProbe
 from serobust.excitation.adapters import find_se_modules
+from serobust.excitation.probe import ExcitationProbe
+from serobust.models.cnn import ConvBlock
 
 
 def manual_s(se: nn.Module, u: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,13 @@ import torch
 from serobust import build_pair
 from serobust.adaptive import adaptive_attacks
 from serobust.attacks import attack, generate
-from serobust.excitation.controls import matched_gaussian_noise, sign_noise
 from serobust.errors import InputError
-from serobust.excitation.interventions import gate_override, interventions
-from serobust.excitation.shift import excitation_shift, shift_analysis
-from serobust.excitation.profiles import class_profiles, profile_shift
 from serobust.excitation.adapters import NoSEModuleError
+from serobust.excitation.controls import matched_gaussian_noise, sign_noise
+from serobust.excitation.interventions import gate_override, interventions
+from serobust.excitation.profiles import class_profiles, profile_shift
 from serobust.excitation.sensitivity import feature_sensitivity
+from serobust.excitation.shift import excitation_shift, shift_analysis
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -18,8 +18,15 @@ import torchvision.datasets
 from PIL import Image
 
 import serobust.data as sd
-from serobust.data import DATASETS, DatasetBundle, ImageTensorDataset, load_dataset
-from serobust.data import BatchAugment, DatasetFormatError, DatasetNotFoundError
+from serobust.data import (
+    DATASETS,
+    BatchAugment,
+    DatasetBundle,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    ImageTensorDataset,
+    load_dataset,
+)
 
 RNG = np.random.default_rng(0)
 

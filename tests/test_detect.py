@@ -27,9 +27,9 @@ from serobust.detect import (
 from serobust.detect.study import adaptive_label
 from serobust.detect.verdict import detection_criterion
 from serobust.errors import InputError
+from serobust.excitation.adapters import NoSEModuleError, find_se_modules
 from serobust.models.cnn import ConvBlock
 from serobust.models.se import SqueezeExcite
-from serobust.excitation.adapters import NoSEModuleError, find_se_modules
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

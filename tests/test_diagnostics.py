@@ -14,7 +14,7 @@ from serobust.attacks import Attack, attack, evaluate, register_attack, unregist
 from serobust.diagnostics import DIAGNOSTIC_COLUMNS, masking_diagnostics
 
 EPS = [0.05, 0.1, 0.2]
-CHEAP = dict(attack_steps=(5, 20), restarts=(1, 3), square_queries=150, noise_samples=5)
+FAST_CHECKS = dict(attack_steps=(5, 20), restarts=(1, 3), square_queries=150, noise_samples=5)
 ALL_CHECKS = [
     "outputs_are_logits", "input_gradients_nonzero", "accuracy_decreases_with_eps", "large_eps_accuracy_near_zero",
     "more_steps_do_not_help_model", "more_restarts_do_not_help_model", "iterative_beats_single_step",
@@ -33,7 +33,7 @@ def standard_result(trained_digits_pair, data):
     base, se = trained_digits_pair
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = masking_diagnostics(base, data, EPS, transfer_from=se, **CHEAP)
+        frame = masking_diagnostics(base, data, EPS, transfer_from=se, **FAST_CHECKS)
     return frame, [str(w.message) for w in caught]
 
 
@@ -121,7 +121,7 @@ def test_masked_models_fail_with_warnings(wrapper, must_fail, trained_digits_pai
     with torch.no_grad():  # the masking leaves clean accuracy intact: only the diagnostics can tell
         assert (masked(x).argmax(1) == y).float().mean() > 0.9
     with pytest.warns(UserWarning, match="masking diagnostic") as record:
-        frame = masking_diagnostics(masked, data, EPS, **CHEAP)
+        frame = masking_diagnostics(masked, data, EPS, **FAST_CHECKS)
     failed = set(frame.loc[~frame["passed"], "check"])
     assert must_fail <= failed
     warned = " ".join(str(w.message) for w in record)

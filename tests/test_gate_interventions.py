@@ -8,8 +8,8 @@ import torch
 from se_reference import acc, block_names, conv_index, digits_fixtures, manual_forward, manual_s, probe_s
 from torch import nn
 
-from serobust.excitation.interventions import gate_override, interventions
 from serobust.excitation.adapters import find_se_modules
+from serobust.excitation.interventions import gate_override, interventions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

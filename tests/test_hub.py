@@ -19,6 +19,8 @@ from PIL import Image
 timm = pytest.importorskip("timm")
 
 from serobust.config import ConfigError, study_config_from_dict  # noqa: E402
+from serobust.excitation.adapters import find_se_modules  # noqa: E402
+from serobust.excitation.probe import ExcitationProbe  # noqa: E402
 from serobust.hub import (  # noqa: E402
     MemberError,
     WeightsNotFoundError,
@@ -28,8 +30,6 @@ from serobust.hub import (  # noqa: E402
     preprocess,
     resize_crop,
 )
-from serobust.excitation.probe import ExcitationProbe  # noqa: E402
-from serobust.excitation.adapters import find_se_modules  # noqa: E402
 
 CLASSES = ("n01440764", "n01443537", "n01484850", "n01491361")
 

@@ -11,9 +11,9 @@ from torch import nn
 
 from serobust import build_model, register_shift_metric
 from serobust.excitation.shift import excitation_shift, shift_analysis
+from serobust.excitation.shift_metrics import POOLED_METRICS, SHIFT_METRICS, average_ranks
 from serobust.models.se import SqueezeExcite
 from serobust.names import KINDS
-from serobust.excitation.shift_metrics import POOLED_METRICS, SHIFT_METRICS, average_ranks
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,9 +10,9 @@ from torch import nn
 
 from serobust import build_model, build_pair, register_se_adapter
 from serobust.errors import InputError
-from serobust.models.se import SqueezeExcite
-from serobust.excitation.probe import ExcitationProbe
 from serobust.excitation.adapters import NoSEModuleError
+from serobust.excitation.probe import ExcitationProbe
+from serobust.models.se import SqueezeExcite
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,6 @@ from scipy import stats
 from torch import nn
 
 from serobust.excitation.shift import excitation_shift
-from serobust.models.se import SqueezeExcite
 from serobust.excitation.shift_metrics import (
     CHANNEL_COLUMNS,
     POOLED_METRICS,
@@ -23,6 +22,7 @@ from serobust.excitation.shift_metrics import (
     SHIFT_METRICS,
     BlockPair,
 )
+from serobust.models.se import SqueezeExcite
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

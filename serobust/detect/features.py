@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from ..excitation.adapters import find_se_modules
 from ..excitation.probe import ExcitationProbe
 from ..runtime import check_module_names
-from ..excitation.adapters import find_se_modules
 
 __all__ = ["DETECTOR_FEATURES", "Reader", "feature_reader", "resolve_blocks"]
 

@@ -17,8 +17,8 @@ import torch
 from sklearn.covariance import LedoitWolf
 from torch import nn
 
-from ..excitation.inputs import batch_slices, check_analysis_inputs
 from ..errors import InputError
+from ..excitation.inputs import batch_slices, check_analysis_inputs
 from ..runtime import eval_mode, model_device
 from .features import Reader, feature_reader, resolve_blocks
 

@@ -23,10 +23,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..excitation.inputs import check_analysis_inputs
 from ..eps import parse_eps_list
-from ..names import GAUSSIAN
 from ..excitation.adapters import find_se_modules
+from ..excitation.inputs import check_analysis_inputs
+from ..names import GAUSSIAN
 from .adaptive_attack import detector_attack, detector_pgd
 from .mahalanobis import MahalanobisDetector
 from .roc import detection_metrics

@@ -26,9 +26,9 @@ import warnings
 
 import torch
 
-from .inputs import check_analysis_inputs
 from ..eps import parse_eps
 from ..runtime import check_images
+from .inputs import check_analysis_inputs
 
 __all__ = ["sign_noise", "matched_gaussian_noise"]
 

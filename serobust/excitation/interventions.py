@@ -21,10 +21,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .inputs import batch_slices, check_analysis_inputs
-from .probe import ExcitationProbe
 from ..runtime import eval_mode, model_device
 from .adapters import SEBlock, find_se_modules
+from .inputs import batch_slices, check_analysis_inputs
+from .probe import ExcitationProbe
 
 __all__ = ["gate_override", "interventions", "GateValues"]
 

@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .inputs import batch_slices, check_analysis_inputs
 from ..errors import InputError
-from .probe import ExcitationProbe
 from ..runtime import eval_mode, model_device
 from .adapters import find_se_modules
+from .inputs import batch_slices, check_analysis_inputs
+from .probe import ExcitationProbe
 
 __all__ = ["class_profiles", "profile_shift"]
 

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .inputs import check_analysis_inputs
 from ..runtime import check_module_names, eval_mode, model_device
 from .adapters import NoSEModuleError, find_se_modules
+from .inputs import check_analysis_inputs
 
 __all__ = ["feature_sensitivity", "matched_layers"]
 

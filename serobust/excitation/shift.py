@@ -33,13 +33,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .inputs import check_analysis_inputs
-from .controls import matched_gaussian_noise, sign_noise
 from ..eps import parse_eps_list
 from ..names import ADVERSARIAL, CONTROLS, GAUSSIAN, SIGN_NOISE
-from .probe import ExcitationProbe
 from ..runtime import check_int, eval_mode, model_device
 from .adapters import find_se_modules
+from .controls import matched_gaussian_noise, sign_noise
+from .inputs import check_analysis_inputs
+from .probe import ExcitationProbe
 from .shift_metrics import (
     CHANNEL_COLUMNS,
     CHANNEL_QUANTITIES,

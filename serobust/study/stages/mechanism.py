@@ -11,7 +11,6 @@ from ..plan import attack_spec, common, curve_attack, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
-
 #: attacks the stage resolves by name in its own code (adaptive_attacks' rows): their implementations key the task
 INTERNAL_ATTACKS = ("excitation_pgd", "frozen_gate_pgd")
 
