@@ -523,7 +523,7 @@ def test_public_names_stay_functions_whatever_was_imported_first():
     import serobust.stats.robust_accuracy  # noqa: F401
     import serobust.stats.verdict  # noqa: F401
 
-    for name in ("verdict", "mcnemar", "pooled_mcnemar", "headline_table", "informative_budgets"):
+    for name in ("verdict", "mcnemar", "headline_table", "informative_budgets"):
         assert callable(getattr(sr, name)) and getattr(sr, name).__name__ == name
     assert sr.verdict is V.verdict and sr.robust_accuracy_table is differences.robust_accuracy_table
 
