@@ -51,7 +51,7 @@ _EXPORTS: dict[str, str] = {
     "feature_sensitivity": "excitation.sensitivity",
     "matched_layers": "excitation.sensitivity",
     "interventions": "excitation.interventions",
-    "adaptive_attacks": "adaptive",
+    "adaptive_attacks": "excitation.adaptive",
     "class_profiles": "excitation.profiles",
     "profile_shift": "excitation.profiles",
     "detection_analysis": "detect.study",

@@ -11,9 +11,9 @@ from se_reference import acc, digits_fixtures, manual_forward, probe_s, referenc
 from torch.nn import functional as F
 
 from serobust import build_model
-from serobust.adaptive import adaptive_attacks, adaptive_specs
 from serobust.attacks import attack, evaluate, generate
 from serobust.excitation.adapters import NoSEModuleError
+from serobust.excitation.adaptive import adaptive_attacks, adaptive_specs
 from serobust.models.se import SqueezeExcite
 
 pytestmark = pytest.mark.usefixtures("one_thread")

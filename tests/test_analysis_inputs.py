@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from serobust import build_pair
-from serobust.adaptive import adaptive_attacks
 from serobust.attacks import attack, generate
 from serobust.errors import InputError
 from serobust.excitation.adapters import NoSEModuleError
+from serobust.excitation.adaptive import adaptive_attacks
 from serobust.excitation.controls import matched_gaussian_noise, sign_noise
 from serobust.excitation.interventions import gate_override, interventions
 from serobust.excitation.profiles import class_profiles, profile_shift

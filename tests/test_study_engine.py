@@ -124,20 +124,20 @@ def test_a_failing_task_is_named_and_a_rerun_resumes(local_run, tmp_path, monkey
     shutil.copytree(local_run, work, symlinks=True)
     for manifest in (work / "tasks" / "mechanism").rglob("manifest.json"):
         manifest.unlink()  # as if the run had been killed before the mechanism stage
-    import serobust.adaptive
+    import serobust.excitation.adaptive
     import serobust.excitation.interventions
 
-    real = serobust.adaptive.adaptive_attacks
+    real = serobust.excitation.adaptive.adaptive_attacks
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     # the stage resolves it from its defining module when it runs, so that is where it is replaced
-    monkeypatch.setattr(serobust.adaptive, "adaptive_attacks", broken)
+    monkeypatch.setattr(serobust.excitation.adaptive, "adaptive_attacks", broken)
     with pytest.raises(TaskFailed, match=r"stage mechanism, key [0-9a-f]{16}\) failed: RuntimeError: disk on fire"):
         run_study(_cfg(), out_dir=work, progress=False)
     assert json.loads((work / "results.json").read_text())["meta"]["run_id"]  # the old report still stands
-    monkeypatch.setattr(serobust.adaptive, "adaptive_attacks", real)
+    monkeypatch.setattr(serobust.excitation.adaptive, "adaptive_attacks", real)
     real_iv = serobust.excitation.interventions.interventions
     calls = []
     monkeypatch.setattr(serobust.excitation.interventions, "interventions",

@@ -8,7 +8,7 @@ obstructing component by a differentiable stand-in). Two registered attacks aim 
 * ``excitation_pgd`` (:class:`ExcitationPGD`) -- Linf PGD whose loss also pushes every excitation away
   from its clean value, so the attack cannot stop at inputs where the gates happen to stay put;
   ``weight=0`` is plain cross-entropy PGD (the reference row of
-  :func:`serobust.adaptive.adaptive_attacks`);
+  :func:`serobust.excitation.adaptive.adaptive_attacks`);
 * ``frozen_gate_pgd`` (:class:`FrozenGatePGD`) -- PGD computed with every gate frozen at its clean
   excitation (gradients do not flow through ``s``; a BPDA-like "gate removed" attack); the harness
   scores the result on the real model.

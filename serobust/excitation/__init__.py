@@ -12,5 +12,6 @@ One idea per module:
 * ``sensitivity``: how a perturbation grows through depth, baseline vs SE twin;
 * ``interventions``: causal tests that set each gate's ``s``;
 * ``profiles``: class profiles of the excitation and whether attacks move them toward the fooled class;
+* ``adaptive``: the adaptive-attack table (plain PGD vs attacks on the gates, run through the harness);
 * ``inputs``: how these functions check and batch their inputs.
 """

@@ -49,8 +49,8 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
 
 def run(ctx, p: MechanismParams, inputs, folder):
     """Interventions on the twin's gates, adaptive attacks, and class-profile shift, at one budget."""
-    from ...adaptive import adaptive_attacks
     from ...attacks import generate
+    from ...excitation.adaptive import adaptive_attacks
     from ...excitation.interventions import interventions
     from ...excitation.profiles import profile_shift
 

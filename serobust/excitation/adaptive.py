@@ -26,12 +26,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .attacks.base import AttackSpec, attack
-from .attacks.harness import generate
-from .eps import parse_eps_list
-from .excitation.adapters import find_se_modules
-from .excitation.inputs import batch_slices, check_analysis_inputs
-from .runtime import eval_mode, model_device
+from ..attacks.base import AttackSpec, attack
+from ..attacks.harness import generate
+from ..eps import parse_eps_list
+from ..runtime import eval_mode, model_device
+from .adapters import find_se_modules
+from .inputs import batch_slices, check_analysis_inputs
 
 __all__ = ["adaptive_attacks", "adaptive_specs", "ADAPTIVE_ATTACKS"]
 
