@@ -32,7 +32,7 @@ from .intervals import crossed_mean_ci
 from .per_image import per_image_arrays
 from .power import minimum_detectable_effect
 
-__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "attack_rows", "clean_by_seed", "paired_cells",
+__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "attack_rows", "pick_se_model", "clean_by_seed", "paired_cells",
            "informative_budgets", "informative_mask", "robustness_test", "headline_table"]
 
 FLOOR = 0.02
@@ -66,6 +66,22 @@ def attack_rows(table: pd.DataFrame, attack: str, name: str) -> pd.DataFrame:
     check_no_nan(rows, ["robust_acc"], name)
     reject_duplicates(rows, ["seed", "model", "eps"], name)
     return rows
+
+
+def pick_se_model(models: list[str], baseline: str, se_model: str | None) -> str:
+    """The twin to judge: ``se_model``, or the only non-baseline model; an InputError names the fix."""
+    if baseline not in models:
+        raise InputError(f"robust_table has no rows with model == {baseline!r}; models present: {models}")
+    others = [m for m in models if m != baseline]
+    if se_model is None:
+        if len(others) != 1:
+            raise InputError(
+                f"robust_table holds several SE models {others}; pass se_model= to choose the one to judge"
+            )
+        return others[0]
+    if se_model not in others:
+        raise InputError(f"robust_table has no rows with model == {se_model!r}; models present: {models}")
+    return se_model
 
 
 def clean_by_seed(rows: pd.DataFrame, model: str) -> pd.Series | None:
@@ -136,12 +152,7 @@ def informative_budgets(
     check_fraction("floor", floor, optional=True)
     check_fraction("ceiling_gap", ceiling_gap, optional=True)
     rows = attack_rows(robust_table, attack, "robust_table")
-    models = list(map(str, pd.unique(rows["model"])))
-    others = [m for m in models if m != baseline]
-    if se_model is None:
-        if len(others) != 1:
-            raise InputError(f"robust_table holds the SE models {others}; pass se_model= to name the twin")
-        se_model = others[0]
+    se_model = pick_se_model(list(map(str, pd.unique(rows["model"]))), baseline, se_model)
     means = []
     for m in (baseline, se_model):
         mine = rows[(rows["model"] == m) & (rows["eps"] > 0)]

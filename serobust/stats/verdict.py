@@ -41,7 +41,7 @@ from .criteria import apply_guard, masking_guard, mechanism_criteria, robustness
 from .criterion import Criterion, format_interval
 from .decisions import OUTCOMES, holm
 from .power import POWER
-from .robust_accuracy import CEILING_GAP, FLOOR, eps_label
+from .robust_accuracy import CEILING_GAP, FLOOR, eps_label, pick_se_model
 
 __all__ = ["H1", "OUTCOMES", "MECHANISM_MARGIN", "Criterion", "Verdict", "verdict", "decide_overall"]
 
@@ -109,21 +109,6 @@ class Verdict:
         return {"hypothesis": self.hypothesis, "outcome": self.outcome, "headline": self.headline,
                 "summary": self.summary, "criteria": [c.to_dict() for c in self.criteria],
                 "n_seeds": self.n_seeds, "power": self.power, "settings": dict(self.settings)}
-
-
-def _resolve_se_model(models: list[str], baseline: str, se_model: str | None) -> str:
-    if baseline not in models:
-        raise InputError(f"robust_table has no rows with model == {baseline!r}; models present: {models}")
-    others = [m for m in models if m != baseline]
-    if se_model is None:
-        if len(others) != 1:
-            raise InputError(
-                f"robust_table holds several SE models {others}; pass se_model= to choose the one to judge"
-            )
-        return others[0]
-    if se_model not in others:
-        raise InputError(f"robust_table has no rows with model == {se_model!r}; models present: {models}")
-    return se_model
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -316,7 +301,7 @@ def verdict(
     label = lambda eps: eps_label(eps, per_255=per_255)  # noqa: E731
     require_columns(robust_table, ["seed", "model", "attack", "eps", "robust_acc"], "robust_table", check_nan=False)
     check_no_nan(robust_table, ["seed", "model", "attack", "eps"], "robust_table")
-    se_model = _resolve_se_model(list(map(str, pd.unique(robust_table["model"]))), baseline, se_model)
+    se_model = pick_se_model(list(map(str, pd.unique(robust_table["model"]))), baseline, se_model)
     rob = robustness_criterion(robust_table, per_example, baseline=baseline, se_model=se_model, attack=attack,
                       min_effect=float(min_effect), floor=floor, ceiling_gap=ceiling_gap, confidence=confidence,
                       label=label)
