@@ -144,7 +144,6 @@ def _budgets(robust_table: pd.DataFrame, *, baseline: str, se_model: str, attack
         raise InputError(f"robust_table has no {attack!r} rows with eps > 0; robustness is judged at eps > 0")
     cells = paired_cells(rows, baseline, se_model, attack=attack)  # (seed, eps) x [baseline, se]
     seeds = sorted(set(cells.index.get_level_values("seed")))
-    cells = cells[cells.index.get_level_values("seed").isin(seeds)]
     eps_all = sorted(float(e) for e in set(cells.index.get_level_values("eps")))
     complete = cells.groupby(level="eps").size()
     eps_all = [e for e in eps_all if complete.get(e, 0) == len(seeds)]  # budgets scored in every seed
