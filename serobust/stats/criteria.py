@@ -29,7 +29,14 @@ from .criterion import Criterion, format_interval
 from .decisions import claim_p_values, decide, judge
 from .per_image import per_image_arrays
 from .power import POWER, minimum_detectable_effect, planned_mde
-from .robust_accuracy import attack_rows, clean_by_seed, informative_mask, paired_cells, robustness_test
+from .robust_accuracy import (
+    attack_rows,
+    budget_reasons,
+    informative_mask,
+    pair_clean,
+    paired_cells,
+    robustness_test,
+)
 
 __all__ = ["robustness_criterion", "masking_guard", "apply_guard", "mechanism_criteria"]
 
@@ -118,24 +125,6 @@ class _Budgets:
         return [{"eps": e, "reason": r} for e, r in zip(self.eps, self.reasons) if r is not None]
 
 
-def _budget_reasons(pair: pd.DataFrame, clean: float, mask: np.ndarray, *, baseline: str, se_model: str,
-                    floor: float | None, gap: float | None) -> list[str | None]:
-    """Per budget: None when informative, else why not (at the floor or at the ceiling), with the numbers."""
-    out: list[str | None] = []
-    for (_eps, row), keep in zip(pair.iterrows(), mask):
-        if keep:
-            out.append(None)
-            continue
-        acc = (row[baseline] + row[se_model]) / 2
-        both = f"{baseline} {row[baseline]:.1%}, {se_model} {row[se_model]:.1%}"
-        if floor is not None and acc <= floor:
-            out.append(f"at the floor: the pair keeps {acc:.1%} on average ({both}; floor {floor:.1%})")
-        else:
-            out.append(f"at the ceiling: the pair keeps {acc:.1%} on average ({both}), within {gap:.1%} of its "
-                       f"clean accuracy {clean:.1%}")
-    return out
-
-
 def _budgets(robust_table: pd.DataFrame, *, baseline: str, se_model: str, attack: str, floor: float | None,
              ceiling_gap: float | None) -> _Budgets:
     """The budgets scored for both twins in every seed, and which are informative on the pair's mean accuracy."""
@@ -149,11 +138,10 @@ def _budgets(robust_table: pd.DataFrame, *, baseline: str, se_model: str, attack
     eps_all = [e for e in eps_all if complete.get(e, 0) == len(seeds)]  # budgets scored in every seed
     cells = cells[cells.index.get_level_values("eps").isin(eps_all)]
     pair = cells.groupby(level="eps").mean()  # (eps, 2) means over seeds
-    cleans = [clean_by_seed(rows, m) for m in (baseline, se_model)]
-    clean = _NAN if any(c is None for c in cleans) else float((cleans[0].mean() + cleans[1].mean()) / 2)
+    clean = pair_clean(rows, baseline, se_model)
     pair_acc = pair.mean(axis=1).to_numpy()
     mask = informative_mask(pair_acc, None if math.isnan(clean) else clean, floor=floor, ceiling_gap=ceiling_gap)
-    reasons = _budget_reasons(pair, clean, mask, baseline=baseline, se_model=se_model, floor=floor, gap=ceiling_gap)
+    reasons = budget_reasons(pair, clean, mask, baseline=baseline, se_model=se_model, floor=floor, gap=ceiling_gap)
     return _Budgets(seeds, eps_all, cells, clean, reasons)
 
 

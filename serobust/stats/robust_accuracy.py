@@ -32,8 +32,8 @@ from .intervals import crossed_mean_ci
 from .per_image import per_image_arrays
 from .power import minimum_detectable_effect
 
-__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "attack_rows", "pick_se_model", "clean_by_seed", "paired_cells",
-           "informative_budgets", "informative_mask", "robustness_test", "headline_table"]
+__all__ = ["FLOOR", "CEILING_GAP", "eps_label", "attack_rows", "pick_se_model", "clean_by_seed", "pair_clean",
+           "budget_reasons", "paired_cells", "informative_budgets", "informative_mask", "robustness_test", "headline_table"]
 
 FLOOR = 0.02
 """A budget where the pair's mean robust accuracy is at most this (2%) is at the floor: not tested."""
@@ -93,6 +93,31 @@ def clean_by_seed(rows: pd.DataFrame, model: str) -> pd.Series | None:
     if "clean_acc" in mine.columns and mine["clean_acc"].notna().any():
         return mine.groupby("seed")["clean_acc"].mean()
     return None
+
+
+def pair_clean(rows: pd.DataFrame, baseline: str, se_model: str) -> float:
+    """The pair's mean clean accuracy (each twin's mean over seeds, then their mean); NaN when either lacks one."""
+    cleans = [clean_by_seed(rows, m) for m in (baseline, se_model)]
+    return math.nan if any(c is None for c in cleans) else float((cleans[0].mean() + cleans[1].mean()) / 2)
+
+
+def budget_reasons(pair: pd.DataFrame, clean: float, mask: np.ndarray, *, baseline: str, se_model: str,
+                    floor: float | None, gap: float | None) -> list[str | None]:
+    """Per budget (``pair``: mean accuracy per eps, columns ``[baseline, se_model]``): None when ``mask`` keeps it,
+    else why not (at the floor or at the ceiling), with the numbers."""
+    out: list[str | None] = []
+    for (_eps, row), keep in zip(pair.iterrows(), mask):
+        if keep:
+            out.append(None)
+            continue
+        acc = (row[baseline] + row[se_model]) / 2
+        both = f"{baseline} {row[baseline]:.1%}, {se_model} {row[se_model]:.1%}"
+        if floor is not None and acc <= floor:
+            out.append(f"at the floor: the pair keeps {acc:.1%} on average ({both}; floor {floor:.1%})")
+        else:
+            out.append(f"at the ceiling: the pair keeps {acc:.1%} on average ({both}), within {gap:.1%} of its "
+                       f"clean accuracy {clean:.1%}")
+    return out
 
 
 def paired_cells(rows: pd.DataFrame, baseline: str, model: str, *, attack: str) -> pd.DataFrame:
@@ -159,22 +184,13 @@ def informative_budgets(
         if mine.empty:
             raise InputError(f"robust_table has no {attack!r} rows at eps > 0 for {m!r}")
         means.append(mine.groupby("eps")["robust_acc"].mean())
-    pair = pd.concat(means, axis=1, keys=["b", "s"], join="inner").sort_index()
-    cleans = [clean_by_seed(rows, m) for m in (baseline, se_model)]
-    clean = math.nan if any(c is None for c in cleans) else float((cleans[0].mean() + cleans[1].mean()) / 2)
+    pair = pd.concat(means, axis=1, keys=[baseline, se_model], join="inner").sort_index()
+    clean = pair_clean(rows, baseline, se_model)
     acc = pair.mean(axis=1).to_numpy()
     keep = informative_mask(acc, None if math.isnan(clean) else clean, floor=floor, ceiling_gap=ceiling_gap)
-    reasons: list[str | None] = []
-    for a, k in zip(acc, keep):
-        if k:
-            reasons.append(None)
-        elif floor is not None and a <= floor:
-            reasons.append(f"at the floor: the pair keeps {a:.1%} on average (<= floor {floor:.1%})")
-        else:
-            reasons.append(f"at the ceiling: the pair keeps {a:.1%}, within {ceiling_gap:.1%} of its clean "
-                           f"accuracy {clean:.1%}")
-    frame = pd.DataFrame({"eps": pair.index.astype(float), "baseline_robust_acc": pair["b"].to_numpy(),
-                          "se_robust_acc": pair["s"].to_numpy(), "pair_robust_acc": acc, "pair_clean_acc": clean,
+    reasons = budget_reasons(pair, clean, keep, baseline=baseline, se_model=se_model, floor=floor, gap=ceiling_gap)
+    frame = pd.DataFrame({"eps": pair.index.astype(float), "baseline_robust_acc": pair[baseline].to_numpy(),
+                          "se_robust_acc": pair[se_model].to_numpy(), "pair_robust_acc": acc, "pair_clean_acc": clean,
                           "informative": keep})
     frame["reason"] = pd.Series(reasons, index=frame.index, dtype=object)  # None stays None
     return frame
