@@ -21,6 +21,7 @@ import torch
 
 from ..errors import DatasetFormatError, DatasetNotFoundError
 from ..io import CheckpointError, atomic_torch_save, load_checkpoint
+from ..runtime import available_cores
 from .tensors import BatchAugment, ImageTensorDataset
 from .torchvision_files import format_error
 
@@ -134,7 +135,7 @@ def _decode_images(files: Sequence[Path]) -> torch.Tensor:
                 raise format_error(f, f"not a decodable image ({e})") from e
 
     chunk = 512
-    workers = min(8, os.cpu_count() or 1)
+    workers = min(8, available_cores())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(work, s, min(s + chunk, n)) for s in range(0, n, chunk)]
         for fut in futures:

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from ..errors import DatasetFormatError, DatasetNotFoundError
+from ..runtime import available_cores
 from .imagefolder import IMAGE_EXTENSIONS, cached_images
 from .tensors import ImageTensorDataset, stratified_indices
 
@@ -155,7 +156,7 @@ def _decode(files: list[Path], geometry: Mapping[str, Any]) -> torch.Tensor:
         except (UnidentifiedImageError, OSError) as e:
             raise DatasetFormatError(f"{f} is not a decodable image ({e}); remove or replace it") from None
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, available_cores())) as pool:
         images = list(pool.map(one, files))
     shapes = {tuple(x.shape) for x in images}
     if len(shapes) > 1:
