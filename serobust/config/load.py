@@ -62,10 +62,7 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
     bounded_text(raw, "")
     sections = {name: read_section(cls, raw[name], name) for name, cls in SECTIONS.items() if name in raw}
     if "data" in sections and sections["data"].path and base_dir is not None:
-        p = Path(sections["data"].path).expanduser()
-        if not p.is_absolute():
-            p = (base_dir / p).resolve()
-        sections["data"] = dataclasses.replace(sections["data"], path=str(p))
+        sections["data"] = dataclasses.replace(sections["data"], path=_resolve(sections["data"].path, base_dir))
     if "model" in sections and sections["model"].pairs:
         sections = _pairs_study(raw, sections, base_dir)
     elif "data" in sections and sections["data"].name == "imagenet":
@@ -82,6 +79,12 @@ def study_config_from_dict(raw: dict[str, Any], *, source: str = "", base_dir: P
     return cfg
 
 
+def _resolve(path: str, base_dir: Path | None) -> str:
+    """A path from the config file: ``~`` expanded, a relative one read against the file's folder."""
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() or base_dir is None else (base_dir / p).resolve())
+
+
 def _pairs_study(raw: dict[str, Any], sections: dict[str, Any], base_dir: Path | None) -> dict[str, Any]:
     """A study of given pairs: no training, the pair index is the replicate; member files read relative to
     the config file."""
@@ -95,24 +98,20 @@ def _pairs_study(raw: dict[str, Any], sections: dict[str, Any], base_dir: Path |
     if "seeds" in raw["study"]:
         raise ConfigError("study.seeds: with model.pairs the pairs are the replicates (seed i = pair i); remove "
                           "study.seeds and list one pair per replicate")
-    def resolve(path: str) -> str:
-        p = Path(path).expanduser()
-        return str(p if p.is_absolute() or base_dir is None else (base_dir / p).resolve())
-
     def member(value: Any) -> Any:
         table = {"source": value} if isinstance(value, str) else dict(value) if isinstance(value, dict) else value
         if not isinstance(table, dict):
             return value
         src = table.get("source")
         if isinstance(src, str) and src.startswith("torchscript:"):
-            table["source"] = "torchscript:" + resolve(src.split(":", 1)[1])
+            table["source"] = "torchscript:" + _resolve(src.split(":", 1)[1], base_dir)
         if isinstance(table.get("weights"), str) and table["weights"]:
-            table["weights"] = resolve(table["weights"])
+            table["weights"] = _resolve(table["weights"], base_dir)
         return table
 
     pairs = tuple({**t, **{k: member(t[k]) for k in ("baseline", "se") if k in t}} if isinstance(t, dict) else t
                   for t in sections["model"].pairs)
-    weights_dir = resolve(sections["model"].weights_dir) if sections["model"].weights_dir else ""
+    weights_dir = _resolve(sections["model"].weights_dir, base_dir) if sections["model"].weights_dir else ""
     sections["model"] = dataclasses.replace(sections["model"], pairs=pairs, weights_dir=weights_dir)
     study = sections["study"]
     sections["study"] = dataclasses.replace(study, seeds=tuple(range(len(pairs))))

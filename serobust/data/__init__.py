@@ -101,7 +101,8 @@ def load_dataset(
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}")
     if path is not None and key not in ("imagefolder", "imagenet"):
-        warnings.warn(f"path= is only used by the 'imagefolder' dataset; ignored for {key!r}", stacklevel=2)
+        warnings.warn(f"path= is only used by the 'imagefolder' and 'imagenet' datasets; ignored for {key!r}",
+                      stacklevel=2)
     root_path = Path(root).expanduser() if root is not None else default_root()
     t0 = time.perf_counter()
     if key == "imagefolder" and path is None:

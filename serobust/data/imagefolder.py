@@ -11,15 +11,17 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import DatasetFormatError, DatasetNotFoundError
 from ..io import CheckpointError, atomic_torch_save, load_checkpoint
+from ..runtime import available_cores
 from .tensors import BatchAugment, ImageTensorDataset
 from .torchvision_files import format_error
 
@@ -133,7 +135,7 @@ def _decode_images(files: Sequence[Path]) -> torch.Tensor:
                 raise format_error(f, f"not a decodable image ({e})") from e
 
     chunk = 512
-    workers = min(8, os.cpu_count() or 1)
+    workers = min(8, available_cores())
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(work, s, min(s + chunk, n)) for s in range(0, n, chunk)]
         for fut in futures:
@@ -203,34 +205,40 @@ def _cache_path(path: Path, root: Path, files: dict[str, list[Path]]) -> Path:
     return root / "imagefolder-cache" / f"{digest.hexdigest()[:24]}.pt"
 
 
+def cached_images(cache: Path, kind: str, decode: Callable[[], dict[str, Any]], *, stacklevel: int) -> dict:
+    """The payload of the cache file ``cache`` when it is readable, else ``decode()`` written there as
+    ``{"format": "serobust", "kind": kind, ...}`` (best effort: a write that fails warns, at ``stacklevel``
+    counted from the caller, and the next load decodes again). Shared by the image folder and ImageNet loaders."""
+    if cache.is_file():
+        try:
+            payload = load_checkpoint(cache, kind=kind)
+            logger.info("loaded decoded images from cache %s", cache)
+            return payload
+        except CheckpointError as e:
+            logger.warning("ignoring unreadable image cache %s (%s); decoding again", cache, e)
+    payload = {"format": "serobust", "kind": kind, **decode()}
+    try:
+        atomic_torch_save(payload, cache)
+        logger.info("cached decoded images to %s", cache)
+    except OSError as e:
+        warnings.warn(f"could not write the image cache {cache} ({e}); the next load decodes again",
+                      stacklevel=stacklevel + 1)
+    return payload
+
+
 def _images(path: Path, cache_path: Path, files: dict[str, list[Path]],
             classes: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """Both splits' images: from the cache when readable, else decoded (and cached, best effort)."""
-    cached = None
-    if cache_path.is_file():
-        try:
-            cached = load_checkpoint(cache_path, kind="imagefolder-cache")
-        except CheckpointError as e:
-            logger.warning("ignoring unreadable image cache %s (%s); decoding again", cache_path, e)
-    if cached is not None:
-        logger.info("loaded image folder %s from cache %s", path, cache_path)
-        return {"train": cached["train_images"], "test": cached["test_images"]}
-    t0 = time.perf_counter()
-    n_train = len(files["train"])
-    both = _decode_images(files["train"] + files["test"])  # one pool, one common size for both splits
-    images = {"train": both[:n_train].clone(), "test": both[n_train:].clone()}
-    logger.info("decoded %d images from %s in %.1f s", len(both), path, time.perf_counter() - t0)
-    payload = {
-        "format": "serobust", "kind": "imagefolder-cache", "path": str(path.resolve()), "classes": list(classes),
-        "train_images": images["train"], "test_images": images["test"],
-    }
-    try:
-        atomic_torch_save(payload, cache_path)
-        logger.info("cached decoded images to %s", cache_path)
-    except OSError as e:
-        warnings.warn(f"could not write the image cache {cache_path} ({e}); the next load decodes again",
-                      stacklevel=4)  # the caller of load_imagefolder
-    return images
+    def decode() -> dict[str, Any]:
+        t0 = time.perf_counter()
+        n_train = len(files["train"])
+        both = _decode_images(files["train"] + files["test"])  # one pool, one common size for both splits
+        logger.info("decoded %d images from %s in %.1f s", len(both), path, time.perf_counter() - t0)
+        return {"path": str(path.resolve()), "classes": list(classes),
+                "train_images": both[:n_train].clone(), "test_images": both[n_train:].clone()}
+
+    payload = cached_images(cache_path, "imagefolder-cache", decode, stacklevel=4)  # the caller of load_imagefolder
+    return {"train": payload["train_images"], "test": payload["test_images"]}
 
 
 def load_imagefolder(path: Path, root: Path):

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from ..errors import DatasetFormatError, DatasetNotFoundError
-from ..io import CheckpointError, atomic_torch_save, load_checkpoint
-from .imagefolder import IMAGE_EXTENSIONS
+from ..runtime import available_cores
+from .imagefolder import IMAGE_EXTENSIONS, cached_images
 from .tensors import ImageTensorDataset, stratified_indices
 
 __all__ = ["list_imagenet_val", "load_imagenet"]
@@ -156,7 +156,7 @@ def _decode(files: list[Path], geometry: Mapping[str, Any]) -> torch.Tensor:
         except (UnidentifiedImageError, OSError) as e:
             raise DatasetFormatError(f"{f} is not a decodable image ({e}); remove or replace it") from None
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(8, available_cores())) as pool:
         images = list(pool.map(one, files))
     shapes = {tuple(x.shape) for x in images}
     if len(shapes) > 1:
@@ -190,21 +190,13 @@ def load_imagenet(path: str | os.PathLike, root: Path, *, geometry: Mapping[str,
             st = files[i].stat()
             digest.update(f"{part}\t{files[i].name}\t{labels[i]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     cache = root / "imagenet-cache" / f"{digest.hexdigest()[:24]}.pt"
-    images = None
-    if cache.is_file():
-        try:
-            images = load_checkpoint(cache, kind="imagenet-cache")
-        except CheckpointError as e:
-            log.warning("ignoring unreadable image cache %s (%s); decoding again", cache, e)
-    if images is None:
+
+    def decode() -> dict[str, torch.Tensor]:
         t0 = time.perf_counter()
         both = _decode([files[i] for i in torch.cat([chosen, fit]).tolist()], geometry)
-        images = {"format": "serobust", "kind": "imagenet-cache", "eval": both[: len(chosen)].clone(),
-                  "fit": both[len(chosen):].clone()}
         log.info("decoded %d images of %s (%s) in %.1f s", len(both), path, layout, time.perf_counter() - t0)
-        try:
-            atomic_torch_save(images, cache)
-        except OSError as e:
-            warnings.warn(f"could not write the image cache {cache} ({e}); the next load decodes again", stacklevel=2)
+        return {"eval": both[: len(chosen)].clone(), "fit": both[len(chosen):].clone()}
+
+    images = cached_images(cache, "imagenet-cache", decode, stacklevel=2)
     return (ImageTensorDataset(images["fit"], y[fit]), ImageTensorDataset(images["eval"], y[chosen]),
             tuple(classes), layout)

@@ -20,8 +20,26 @@ from .weights import cache_dir, load_state, weights_file
 __all__ = ["ExternalModel", "load_member", "load_pair", "check_se_member"]
 
 
-def _num_classes_kw(lib: str, num_classes: int | None) -> dict[str, int]:
-    return {"num_classes": num_classes} if num_classes is not None and lib in ("timm", "torchvision") else {}
+_ARCH_LIBRARIES = ("timm", "torchvision", "pytorchcv")  # those that build an architecture without weights
+_REGISTER_SE_HINT = ("give an SE model (e.g. timm:seresnet50) as se, or register its SE class with "
+                     "serobust.register_se_adapter(<class>, gate=<name>)")
+
+
+def _architecture(spec: MemberSpec, num_classes: int | None = None) -> nn.Module:
+    """The member's architecture without weights (one of :data:`_ARCH_LIBRARIES`); timm and torchvision
+    models get ``num_classes`` outputs when it is given."""
+    kw = {"num_classes": num_classes} if num_classes is not None and spec.library != "pytorchcv" else {}
+    if spec.library == "timm":
+        import timm
+
+        return timm.create_model(spec.name, pretrained=False, **kw)
+    if spec.library == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(spec.name, weights=None, **kw)
+    from pytorchcv.model_provider import get_model
+
+    return get_model(spec.name, pretrained=False)
 
 
 def _build(spec: MemberSpec, num_classes: int | None, weights_dir: str, download: bool) -> nn.Module:
@@ -36,20 +54,9 @@ def _build(spec: MemberSpec, num_classes: int | None, weights_dir: str, download
         if not Path(spec.weights).is_file():
             raise WeightsNotFoundError(f"{spec.source}: the weights file {spec.weights} does not exist; put the state "
                                        "dict there (torch.save(model.state_dict(), path)) or fix the member's weights")
-        if lib == "timm":
-            import timm
-
-            model = timm.create_model(name, pretrained=False, **_num_classes_kw(lib, num_classes))
-        elif lib == "torchvision":
-            import torchvision
-
-            model = torchvision.models.get_model(name, weights=None, **_num_classes_kw(lib, num_classes))
-        elif lib == "pytorchcv":
-            from pytorchcv.model_provider import get_model
-
-            model = get_model(name, pretrained=False)
-        else:
+        if lib not in _ARCH_LIBRARIES:
             raise MemberError(f"{spec.source}: robustbench members load their own weights; remove weights")
+        model = _architecture(spec, num_classes)
         load_state(model, Path(spec.weights), spec, num_classes)
         return model
     found, where = weights_file(spec, weights_dir)
@@ -90,28 +97,14 @@ def check_se_member(spec: MemberSpec, key: str = "se") -> int:
     (no memory, no download), so ``serobust check`` can refuse a baseline given as ``se``. Returns the count."""
     from ..excitation.adapters import NoSEModuleError, find_se_modules
 
-    lib, name = spec.library, spec.name
-    if lib not in ("timm", "torchvision", "pytorchcv"):
+    if spec.library not in _ARCH_LIBRARIES:
         return -1  # robustbench and TorchScript: known only once loaded (load_member checks them)
     with torch.device("meta"):
-        if lib == "timm":
-            import timm
-
-            net = timm.create_model(name, pretrained=False)
-        elif lib == "torchvision":
-            import torchvision
-
-            net = torchvision.models.get_model(name, weights=None)
-        else:
-            from pytorchcv.model_provider import get_model
-
-            net = get_model(name, pretrained=False)
+        net = _architecture(spec)
     try:
         return len(find_se_modules(net))
     except NoSEModuleError:
-        raise MemberError(f"{key} = {spec.source} has no SE module the probe knows: give an SE model (e.g. "
-                          "timm:seresnet50) as se, or register its SE class with "
-                          "serobust.register_se_adapter(<class>, gate=<name>)") from None
+        raise MemberError(f"{key} = {spec.source} has no SE module the probe knows: {_REGISTER_SE_HINT}") from None
 
 
 class ExternalModel(nn.Module):
@@ -148,9 +141,8 @@ def load_member(spec: MemberSpec, *, num_classes: int | None = None, se: bool = 
         try:
             find_se_modules(model)
         except NoSEModuleError:
-            raise MemberError(f"the SE member {spec.source} has no SE module the probe knows: give an SE model "
-                              "(e.g. timm:seresnet50) as se, or register its SE class with "
-                              "serobust.register_se_adapter(<class>, gate=<name>)") from None
+            raise MemberError(f"the SE member {spec.source} has no SE module the probe knows: "
+                              f"{_REGISTER_SE_HINT}") from None
     out = _output_width(net, model, prep)
     if num_classes is not None and out is not None and out != num_classes:
         raise MemberError(f"{spec.source} outputs {out} classes but the data set has {num_classes}: evaluate it on "
@@ -161,10 +153,9 @@ def load_member(spec: MemberSpec, *, num_classes: int | None = None, se: bool = 
 
 def _output_width(net: nn.Module, model: nn.Module, prep: Preprocess) -> int | None:
     """The model's class count: from its classifier attribute when it has one, else one forward pass."""
-    for attr in ("num_classes",):
-        n = getattr(net, attr, None)
-        if isinstance(n, int) and n > 0:
-            return n
+    n = getattr(net, "num_classes", None)
+    if isinstance(n, int) and n > 0:
+        return n
     side = prep.size or 32
     try:
         with torch.no_grad():
