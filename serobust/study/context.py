@@ -132,11 +132,7 @@ class TaskContext:
             return self._models[task.key]
         p = task.params
         if task.stage == "load":
-            model = self.load_member(p).to(self.device).eval()
-            self._models[task.key] = model
-            if len(self._models) > self._MAX_MODELS:
-                self._models.popitem(last=False)
-            return model
+            return self._remember(task, self.load_member(p).to(self.device).eval())
         model = self.build_model(p.model, p.data, seed=p.seed).to(self.device)
         if p.train.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -152,7 +148,10 @@ class TaskContext:
         except (CheckpointError, RuntimeError) as e:
             raise CheckpointError(f"the trained model of {task.label!r} cannot be loaded ({e}); delete the folder "
                                   f"{folder} and run again to retrain it", where=str(folder)) from e
-        model.eval()
+        return self._remember(task, model.eval())
+
+    def _remember(self, task: Task, model: nn.Module) -> nn.Module:
+        """Cache ``task``'s model, dropping the least recently used beyond :attr:`_MAX_MODELS`."""
         self._models[task.key] = model
         if len(self._models) > self._MAX_MODELS:
             self._models.popitem(last=False)

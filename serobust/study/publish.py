@@ -66,6 +66,11 @@ def _own_link(path: Path) -> bool:
     return target == f"{CURRENT}/{path.name}"
 
 
+def _in_the_way(path: Path) -> bool:
+    """Something is at ``path`` that serobust may not replace: a real file or folder, or someone else's link."""
+    return (path.exists() or path.is_symlink()) and not _own_link(path)
+
+
 def _foreign(out: Path, *, marked: bool) -> list[str]:
     """Entries of ``out`` that serobust would not have written (``name/`` for folders, ``name@`` for links).
 
@@ -147,7 +152,7 @@ def _replace_with_link(path: Path, target: str) -> None:
     """Make ``path`` a symlink to ``target`` atomically (a tmp link renamed over it); never over a real entry."""
     if path.is_symlink() and os.readlink(path) == target:
         return
-    if path.exists() and not path.is_symlink() or path.is_symlink() and not _own_link(path):
+    if _in_the_way(path):
         raise StudyFolderError(f"{path.name} is not serobust's link (a real file or folder, or a link of "
                                "someone else's) where the report's link goes: move it away, or write "
                                "elsewhere with --out", where=str(path))
@@ -193,10 +198,10 @@ def publish(out: Path, build: Callable[[Path], T], *, run_id: str) -> T:
         result = build(staging)
         names = sorted(entry.name for entry in staging.iterdir())
         for name in names:  # everything in the way is refused before the swap, so nothing half-swaps
-            dest = out / name
-            if (dest.exists() or dest.is_symlink()) and not _own_link(dest):
+            if _in_the_way(out / name):
                 raise StudyFolderError(f"{name} is not serobust's link (a real file or folder) where the report's "
-                                       "link goes: move it away, or write elsewhere with --out", where=str(dest))
+                                       "link goes: move it away, or write elsewhere with --out",
+                                       where=str(out / name))
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

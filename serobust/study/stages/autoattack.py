@@ -10,7 +10,7 @@ import pandas as pd
 
 from ...config.study_config import StudyConfig
 from ..passes import Sizes, attack_passes
-from ..plan import attack_spec, attack_table, common, curve_attack, implementations, options
+from ..plan import attack_spec, attack_table, curve_attack, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
@@ -39,13 +39,10 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     cfg = study.cfg
     if not cfg.autoattack.enabled:
         return {}
-    models = study.models(seed)
     a = options(AutoAttackBudgets, cfg.autoattack, without=("enabled", "version"))
     curve = curve_attack(cfg)  # the per-image check: AutoAttack breaks every image PGD breaks
-    return {m: STAGE.task(AutoAttackParams(**common(cfg, m, seed, study.env), autoattack=a,
-                                           attack=attack_table(cfg, "autoattack"), pgd=curve,
-                                           implementations=implementations("autoattack", curve)),
-                          {"model": models[m]}, label=f"{m} s{seed}") for m in study.members}
+    return study.per_member(STAGE, seed, study.members, autoattack=a, attack=attack_table(cfg, "autoattack"),
+                            pgd=curve, implementations=implementations("autoattack", curve))
 
 
 def run(ctx, p: AutoAttackParams, inputs, folder):

@@ -18,14 +18,14 @@ computation changes, so cached results of the old code are not reused.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ...config.study_config import StudyConfig, register_section
 from ..passes import Sizes
-from ..plan import EvalData, Numerics
+from ..plan import EvalData, Numerics, common
 from ..plan import members as study_members
 from ..tasks import Task
 
@@ -150,6 +150,16 @@ class Planning:
         """Member -> the task that makes its model for ``seed`` (a train or a load task)."""
         return {role: t for (s, name), tasks in self.planned.items() if s == seed and STAGES[name].makes_model
                 for role, t in tasks.items()}
+
+    def per_member(self, stage: Stage, seed: int, members: Sequence[str], *,
+                   others: Callable[[str], Mapping[str, str]] | None = None, **fields: Any) -> dict[str, Task]:
+        """One task of ``stage`` per member, as the stages that attack a member plan them: its params the
+        :class:`MemberParams` fields (:func:`serobust.study.plan.common`) and ``fields``; its deps the member's
+        model (role ``model``) and ``others(member)``, ``{role: member}`` of further models it reads."""
+        models, others = self.models(seed), others or (lambda m: {})
+        return {m: stage.task(stage.params(**common(self.cfg, m, seed, self.env), **fields),
+                              {"model": models[m], **{role: models[o] for role, o in others(m).items()}},
+                              label=f"{m} s{seed}") for m in members}
 
     def add(self, stage: Stage, seed: int | None) -> None:
         """Plan ``stage`` for ``seed`` and append its tasks."""

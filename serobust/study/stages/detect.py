@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ...config.study_config import StudyConfig
 from ...names import BASELINE
 from ..passes import Sizes
-from ..plan import common, implementations, options
+from ..plan import implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
@@ -45,11 +45,8 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     if not cfg.detect.enabled:
         return {}
     d = options(DetectOptions, cfg.detect, without=("enabled", "margin", "level"))
-    models = study.models(seed)
-    return {t: STAGE.task(DetectParams(**common(cfg, t, seed, study.env), detect=d,
-                                       implementations=implementations(internal=INTERNAL_ATTACKS)),
-                          {"model": models[t], "baseline": models[BASELINE]}, label=f"{t} s{seed}")
-            for t in study.twins}
+    return study.per_member(STAGE, seed, study.twins, others=lambda t: {"baseline": BASELINE}, detect=d,
+                            implementations=implementations(internal=INTERNAL_ATTACKS))
 
 
 def run(ctx, p: DetectParams, inputs, folder):

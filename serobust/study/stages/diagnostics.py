@@ -9,7 +9,7 @@ from typing import Any
 from ...config.study_config import StudyConfig
 from ...names import BASELINE
 from ..passes import Sizes, attack_passes
-from ..plan import attack_spec, common, implementations, options
+from ..plan import attack_spec, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
@@ -48,11 +48,10 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     if not cfg.diagnostics.enabled or seed not in seeds[: cfg.diagnostics.seeds or len(seeds)]:
         return {}
     d = options(DiagnosticsOptions, cfg.diagnostics, without=("enabled", "seeds"))
-    models = study.models(seed)
     impl = implementations(*cfg.diagnostics.extra_attacks, internal=INTERNAL_ATTACKS)
-    return {m: STAGE.task(DiagnosticsParams(**common(cfg, m, seed, study.env), diagnostics=d, implementations=impl),
-                          {"model": models[m], "other": models[study.twins[0] if m == BASELINE else BASELINE]},
-                          label=f"{m} s{seed}") for m in study.members}
+    # the masking checks' transfer source: the pair's other member
+    return study.per_member(STAGE, seed, study.members, diagnostics=d, implementations=impl,
+                            others=lambda m: {"other": study.twins[0] if m == BASELINE else BASELINE})
 
 
 def run(ctx, p: DiagnosticsParams, inputs, folder):

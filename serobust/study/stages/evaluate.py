@@ -9,7 +9,7 @@ import pandas as pd
 
 from ...config.study_config import StudyConfig
 from ..passes import Sizes, attack_passes, positive
-from ..plan import attack_spec, common, implementations, options
+from ..plan import attack_spec, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
@@ -38,13 +38,11 @@ class EvaluateParams(MemberParams):
 
 def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     """One task per member, reading its model."""
-    cfg, a = study.cfg, study.cfg.attacks
+    a = study.cfg.attacks
     # main decides the verdict's attack and transfer whether that stage runs: neither changes an evaluation
     attacks = options(EvaluateAttacks, a, without=("main", "transfer"))
-    models = study.models(seed)
-    return {m: STAGE.task(EvaluateParams(**common(cfg, m, seed, study.env), attacks=attacks,
-                                         implementations=implementations(*a.white_box, *a.black_box)),
-                          {"model": models[m]}, label=f"{m} s{seed}") for m in study.members}
+    return study.per_member(STAGE, seed, study.members, attacks=attacks,
+                            implementations=implementations(*a.white_box, *a.black_box))
 
 
 def run(ctx, p: EvaluateParams, inputs, folder):

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...config.study_config import StudyConfig
 from ..passes import Sizes, attack_passes
-from ..plan import attack_spec, common, curve_attack, implementations, options
+from ..plan import attack_spec, curve_attack, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
@@ -41,10 +41,9 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     if not cfg.mechanism.enabled:
         return {}
     m = options(MechanismOptions, cfg.mechanism, without=("enabled",))
-    models, curve = study.models(seed), curve_attack(cfg)
-    return {t: STAGE.task(MechanismParams(**common(cfg, t, seed, study.env), mechanism=m, attack=curve,
-                                          implementations=implementations(curve, internal=INTERNAL_ATTACKS)),
-                          {"model": models[t]}, label=f"{t} s{seed}") for t in study.twins}
+    curve = curve_attack(cfg)
+    return study.per_member(STAGE, seed, study.twins, mechanism=m, attack=curve,
+                            implementations=implementations(curve, internal=INTERNAL_ATTACKS))
 
 
 def run(ctx, p: MechanismParams, inputs, folder):

@@ -12,7 +12,7 @@ import torch
 from ...config.study_config import StudyConfig
 from ...names import BASELINE
 from ..passes import Sizes, attack_passes
-from ..plan import attack_spec, attack_table, common, implementations, options
+from ..plan import attack_spec, attack_table, implementations, options
 from ..tasks import Task
 from .base import MemberParams, Planning, Stage, head, register_stage
 
@@ -46,12 +46,9 @@ def plan(study: Planning, seed: int | None) -> dict[str, Task]:
     if not cfg.probe.enabled:
         return {}
     p = options(ProbeOptions, cfg.probe, without=("enabled",))
-    models = study.models(seed)
-    return {t: STAGE.task(ProbeParams(**common(cfg, t, seed, study.env), probe=p,
-                                      attack=attack_table(cfg, cfg.probe.attack), baseline_name=BASELINE,
-                                      implementations=implementations(cfg.probe.attack)),
-                          {"model": models[t], "baseline": models[BASELINE]}, label=f"{t} s{seed}")
-            for t in study.twins}
+    return study.per_member(STAGE, seed, study.twins, others=lambda t: {"baseline": BASELINE}, probe=p,
+                            attack=attack_table(cfg, cfg.probe.attack), baseline_name=BASELINE,
+                            implementations=implementations(cfg.probe.attack))
 
 
 def run(ctx, p: ProbeParams, inputs, folder):
