@@ -17,7 +17,8 @@ import numpy as np
 
 from ..eps import parse_eps
 
-__all__ = ["Rule", "int_rule", "bool_rule", "float_rule", "alpha_rule", "unit_rule", "choice_rule", "optional"]
+__all__ = ["Rule", "int_rule", "bool_rule", "float_rule", "finite_rule", "alpha_rule", "unit_rule", "choice_rule",
+           "optional"]
 
 #: ``rule(option_key, value) -> value``: the checked (and normalized) value, or TypeError/ValueError.
 Rule = Callable[[str, Any], Any]
@@ -56,6 +57,16 @@ def float_rule(minimum: float = 0.0, *, strict: bool = True) -> Rule:
         return value
 
     return check
+
+
+def finite_rule(key: str, value: Any) -> float:
+    """Any finite real number (a loss weight whose sign means something); ints are converted to float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"option {key!r} must be a finite number, got {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"option {key!r} must be a finite number, got {value}")
+    return value
 
 
 _positive = float_rule(0.0, strict=True)

@@ -37,19 +37,10 @@ from ..excitation.probe import ExcitationProbe
 from ..linf_pgd import default_alpha, linf_pgd
 from ..runtime import model_device
 from .base import Attack, Runner, alpha_rule, bool_rule, int_rule, optional, register_attack
+from .rules import finite_rule
 from .starts import StartStream
 
 __all__ = ["ExcitationPGD", "FrozenGatePGD", "finite_rule"]
-
-
-def finite_rule(key: str, value: Any) -> float:
-    """Any finite real number (a loss weight whose sign means something); ints are converted to float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"option {key!r} must be a finite number, got {value!r}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"option {key!r} must be a finite number, got {value}")
-    return value
 
 
 @torch.no_grad()

@@ -31,14 +31,10 @@ class StartStream:
     """
 
     def __init__(self, start_seed: int | None, *, device: torch.device | str = "cpu") -> None:
-        self._generator = None
-        if start_seed is not None:
-            self._generator = torch.Generator(device=device).manual_seed(start_seed)
+        # None: the global CPU generator, which the harness seeds before every run
+        self._generator = torch.default_generator if start_seed is None else \
+            torch.Generator(device=device).manual_seed(start_seed)
 
     def __call__(self, x: torch.Tensor, eps: float) -> torch.Tensor:
         """A uniform random point of the eps ball around ``x``, inside [0, 1]; (B, ...) -> (B, ...)."""
-        if self._generator is None:
-            noise = torch.rand(x.shape, dtype=torch.float32)  # the global CPU stream the harness seeded
-        else:
-            noise = uniform_noise(x, generator=self._generator)
-        return start_from_noise(x, noise, eps)
+        return start_from_noise(x, uniform_noise(x, generator=self._generator), eps)
