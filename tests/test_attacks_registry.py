@@ -28,7 +28,7 @@ from serobust.attacks import (
     register_attack,
     unregister_attack,
 )
-from serobust.attacks.base import implementation
+from serobust.attacks.base import attack_identity, implementation
 
 
 class TwoStepFGSM(Attack):
@@ -325,3 +325,15 @@ def test_one_dropped_in_file_adds_an_attack(tmp_path):
     assert out["attacks"][-1] == "half_sign" and "pgd" in out["attacks"]
     assert out["linf_max"][:2] == pytest.approx([0.1, 0.2], abs=1e-6)  # fraction * eps
     assert out["budget"][0] == "0.5 * eps towards the nearer end of [0, 1]"
+
+
+def test_identity_follows_what_a_class_does_not_its_docstrings_or_comments():
+    from serobust.attacks.base import _code_of
+
+    plain = 'class A:\n    """Doc."""\n    steps = 3  # the budget\n\n    def run(self):\n        """Run."""\n        return 1\n'
+    reworded = 'class A:\n    """Other words, more of them."""\n    steps = 3\n\n    def run(self):\n        return 1\n'
+    changed = 'class A:\n    """Doc."""\n    steps = 4  # the budget\n\n    def run(self):\n        """Run."""\n        return 1\n'
+    assert _code_of(plain) == _code_of(reworded)
+    assert _code_of(plain) != _code_of(changed)
+    name, digest = attack_identity("pgd").split(":")
+    assert name == "serobust.attacks.pgd.PGD" and len(digest) == 16

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {"device": "cpu", "threads": 1}
 #: every task's "stage label key" as planned by the code before the restructure (issue 19), re-recorded once
 #: when attacks gained their display names and the adaptive attacks were registered: an attack's identity
-#: hashes its class source, and the mechanism and detect stages now record the adaptive attacks' identities.
+#: hashes its class code, and the mechanism and detect stages now record the adaptive attacks' identities
+#: (and once more when the identity stopped hashing docstrings and comments).
 #: Every task record was checked equal to the old planner's apart from those ``implementations`` entries.
 KEYS = json.loads((ROOT / "tests" / "data" / "study_task_keys.json").read_text())
 

@@ -263,8 +263,10 @@ _IDENTITIES: dict[type, str] = {}
 
 
 def attack_identity(name: str) -> str:
-    """The implementation registered under ``name``: ``module.qualname:hash`` of its class's source (its
-    bytecode when no source exists), over every Attack class it inherits from.
+    """The implementation registered under ``name``: ``module.qualname:hash`` of its class's code (its
+    source's syntax tree without docstrings, comments or layout; its bytecode when no source exists), over
+    every Attack class it inherits from. Editing a docstring or a comment keeps the identity, so cached
+    results stay valid; any change of what the class does gives a new one.
 
     Part of the keys of the study tasks that run the attack, so a replacement registered with
     ``register_attack(..., replace=True)`` never reuses the results of the implementation it replaced,
@@ -280,12 +282,28 @@ def attack_identity(name: str) -> str:
             if klass is Attack or not issubclass(klass, Attack):
                 continue
             try:
-                h.update(inspect.getsource(klass).encode())
+                h.update(_code_of(inspect.getsource(klass)).encode())
             except (OSError, TypeError):  # defined in exec'd code: what its methods' bytecode does
                 for key, value in sorted(vars(klass).items()):
                     h.update(f"{key}={_code_text(value)}\n".encode())
         _IDENTITIES[cls] = f"{cls.__module__}.{cls.__qualname__}:{h.hexdigest()[:16]}"
     return _IDENTITIES[cls]
+
+
+def _code_of(source: str) -> str:
+    """What a class's source does: its syntax tree with every docstring dropped (``ast.dump`` keeps no
+    comments or layout)."""
+    import ast
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(source))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def _canonical_name(name: Any) -> str:
