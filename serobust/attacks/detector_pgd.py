@@ -149,11 +149,11 @@ class DetectorPGD(Attack):
     fooling iterate with the lowest score it met (else the last iterate): a white-box attacker evaluates
     the detector as it goes.
 
-    Why not the fixed sum ``CE - weight * score`` throughout: measured on the 8x8 digits cnn pair, PGD's
-    sign gradient follows the score on almost every pixel already at ``weight = 0.001``, so the sum either
-    stops fooling the classifier or ignores the detector (at eps 0.2, weights 0.001 to 0.1 gave AUROC
-    0.94 to 0.78 while attack success fell from 74% to 5%); the selective form took the AUROC to about
-    0.55 with every example fooled. ``weight > 0`` still lets a not-yet-fooled example trade
+    Why not the fixed sum ``CE - weight * score`` throughout: in exploratory runs on the 8x8 digits cnn pair
+    (not recorded in this repository), PGD's sign gradient followed the score on almost every pixel already
+    at ``weight = 0.001``, so the sum either stopped fooling the classifier or ignored the detector, while
+    the selective form lowered the AUROC with every example still fooled;
+    :func:`serobust.detect.detection_analysis` repeats that comparison on any pair. ``weight > 0`` still lets a not-yet-fooled example trade
     misclassification for a lower score; :func:`serobust.detect.detection_analysis` runs several weights
     and keeps the best per example. No host synchronisation inside the loop.
 

@@ -74,8 +74,8 @@ TERMS: Mapping[str, Term] = _terms(
      "The smallest true robustness gain the study would call supported with 80% probability: min_effect + "
      "(t_{1-alpha/2} + t_{0.8}) x standard error, from the measured seed and image variance. An "
      "'inconclusive' or 'not supported' verdict says nothing about gains smaller than this. With 3 seeds it is "
-     "optimistic (the seed variance is measured on 2 degrees of freedom): in simulation the gain seen with 80% "
-     "power is about a quarter larger (benchmarks/verdict_calibration.py)."),
+     "optimistic (the seed variance is measured on 2 degrees of freedom): in simulation a true gain of the "
+     "stated size is called supported in about half of 3-seed studies, not 80% (benchmarks/verdict_calibration.py)."),
     ("informative", "informative budget",
      "A budget at which the PAIR's mean robust accuracy (the average of the two twins) is neither at the "
      "floor (about 0%) nor within 2 points of the pair's clean accuracy: only there can the twins differ. "

@@ -60,7 +60,7 @@ def planned_mde(
     for start in range(0, n_sims, chunk):  # a few chunks, each one vectorised call
         k = min(chunk, n_sims - start)
         d = (sd[0] * rng.standard_normal((k, n, 1)) + sd[1] * rng.standard_normal((k, 1, m))
-             + sd[2] * rng.standard_normal((k, n, m), dtype=np.float32))  # float32 draws: half the time
+             + sd[2] * rng.standard_normal((k, n, m), dtype=np.float32))  # float32: the largest array
         r = crossed_mean_ci(d, confidence=1.0 - alpha)
         gaps.append((r["ci_high"] - r["ci_low"]) / 2.0 - r["mean"])
     return float(margin + np.quantile(np.concatenate(gaps), power))
