@@ -146,6 +146,19 @@ def test_corrupt_foreign_and_mismatched_checkpoints_raise_clear_errors(digits, t
         train(_model(), digits, FAST, checkpoint_dir=tmp_path, device="cpu")
 
 
+def test_a_users_history_csv_in_the_checkpoint_dir_is_refused_not_overwritten(digits, tmp_path):
+    users = tmp_path / "history.csv"
+    users.write_text("run,score\n1,0.5\n")
+    with pytest.raises(CheckpointError, match="history.csv was not written by serobust"):
+        train(_model(), digits, dataclasses.replace(FAST, epochs=1), checkpoint_dir=tmp_path, device="cpu")
+    assert users.read_text() == "run,score\n1,0.5\n" and not (tmp_path / "last.pt").exists()
+    users.unlink()  # serobust's own history, its last.pt deleted to train afresh: replaced
+    train(_model(), digits, dataclasses.replace(FAST, epochs=1), checkpoint_dir=tmp_path, device="cpu")
+    (tmp_path / "last.pt").unlink()
+    _, hist = train(_model(), digits, dataclasses.replace(FAST, epochs=1), checkpoint_dir=tmp_path, device="cpu")
+    assert list(pd.read_csv(tmp_path / "history.csv")["epoch"]) == list(hist["epoch"]) == [1]
+
+
 @pytest.mark.parametrize("mode", ["pgd", "fgsm_rs"])
 def test_adversarial_training_examples_stay_in_budget(mode):
     model = _model().eval()

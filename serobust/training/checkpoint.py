@@ -48,11 +48,37 @@ def _load_resume(path: Path, model: nn.Module, cfg: TrainConfig) -> dict | None:
     return ckpt
 
 
+def _check_history_slot(path: Path) -> None:
+    """Refuse to start where ``history.csv`` is a file serobust did not write: training would overwrite it.
+
+    A serobust history starts with the header ``epoch,lr,...``; one left by an earlier run whose ``last.pt``
+    was deleted (to train afresh) is ours and is replaced.
+    """
+    history = path.with_name("history.csv")
+    if not (history.exists() or history.is_symlink()):
+        return
+    try:
+        with history.open(encoding="utf-8") as f:
+            ours = f.readline().startswith("epoch,lr,")
+    except (OSError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise CheckpointError(
+            f"{history} was not written by serobust and training would overwrite it; "
+            "move it or use another checkpoint_dir"
+        )
+
+
 def resume(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer,
            cfg: TrainConfig) -> tuple[list[dict[str, float]], int]:
-    """Load a compatible ``last.pt`` into ``model`` and ``opt``; returns (history so far, epochs done)."""
+    """Load a compatible ``last.pt`` into ``model`` and ``opt``; returns (history so far, epochs done).
+
+    Without a ``last.pt``, a ``history.csv`` beside it that serobust did not write is refused (CheckpointError)
+    before anything is written."""
     ckpt = _load_resume(path, model, cfg) if path is not None else None
     if ckpt is None:
+        if path is not None:
+            _check_history_slot(path)
         return [], 0
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
